@@ -1,0 +1,6 @@
+"""`python -m fdftnet ...` (and `torchrun ... -m fdftnet ...`)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,120 @@
+"""Checkpoint directories, written so that a kill at any moment leaves the last good one loadable.
+
+    OUT/config.json, OUT/model.safetensors, OUT/README.md   the best model (what every command reads)
+    OUT/training.json                                       how it was trained: config, data, history, metrics
+    OUT/last/                                               resume state: weights, optimizer.pt, state.json
+
+The best model's files are each replaced atomically (temp file + rename, weights first). The resume
+state is a whole directory swapped in with renames, and `read_resume_state` recovers from a kill between them.
+
+    model = load_model("checkpoints/fdftnet-xception-dfdc")   # FDFtNet or BaselineDetector, by config.json
+"""
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .models import BaselineDetector, CheckpointError, FDFtNet, read_config
+
+__all__ = ["load_model", "save_checkpoint", "write_json", "read_json", "save_resume_state",
+           "read_resume_state", "has_checkpoint", "MODEL_CLASSES"]
+
+MODEL_CLASSES = {"fdftnet": FDFtNet, "baseline": BaselineDetector}
+_FILE_ORDER = ("model.safetensors", "config.json")  # weights land before the config that describes them
+
+
+def load_model(model_id: str | Path, expect: str | None = None, device: str = "cpu", **hub_kwargs):
+    """Load an FDFtNet or BaselineDetector checkpoint (local dir or Hub id), chosen by its config.json.
+
+    Args:
+        model_id: a checkpoint directory or a Hub repo id.
+        expect: "fdftnet" or "baseline" to refuse the other kind with a clear CheckpointError.
+        device: where to put the weights.
+        **hub_kwargs: revision, cache_dir, token, local_files_only.
+    """
+    config = read_config(model_id, **hub_kwargs)
+    kind = config["model_type"]
+    if expect is not None and kind != expect:
+        want = {"fdftnet": "an FDFtNet", "baseline": "a baseline (pretrain)"}[expect]
+        raise CheckpointError(f"{model_id} holds a {kind} model; this command needs {want} checkpoint")
+    return MODEL_CLASSES[kind].from_pretrained(str(model_id), map_location=device, **hub_kwargs)
+
+
+def has_checkpoint(out_dir: str | Path) -> bool:
+    out_dir = Path(out_dir)
+    return (out_dir / "config.json").exists() or (out_dir / "last" / "state.json").exists()
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write JSON atomically: temp file in the same folder, then rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def save_checkpoint(model, out_dir: str | Path, extra_json: dict | None = None, card: str | None = None) -> Path:
+    """save_pretrained into a temp folder beside OUT, then move each file into OUT with an atomic rename."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".tmp-{uuid.uuid4().hex}"
+    try:
+        model.save_pretrained(tmp)
+        if card is not None:
+            (tmp / "README.md").write_text(card)
+        for name, obj in (extra_json or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        names = sorted(p.name for p in tmp.iterdir())
+        names = [n for n in _FILE_ORDER if n in names] + [n for n in names if n not in _FILE_ORDER]
+        for name in names:
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def save_resume_state(out_dir: str | Path, model, optimizer, scheduler, state: dict) -> None:
+    """Write OUT/last as a new folder, then swap it in; the old one is removed only after the swap."""
+    out_dir = Path(out_dir)
+    last, new, old = out_dir / "last", out_dir / "last.new", out_dir / "last.old"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    module = getattr(model, "module", model)  # unwrap DDP
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
+              str(new / "model.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None}, new / "optimizer.pt")
+    (new / "state.json").write_text(json.dumps(state, indent=2, allow_nan=False))  # written last: marks complete
+    shutil.rmtree(old, ignore_errors=True)
+    if last.exists():
+        os.replace(last, old)
+    os.replace(new, last)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_resume_state(out_dir: str | Path):
+    """(state dict, weights dict, optimizer/scheduler dict) from OUT/last, or None when there is none.
+
+    A kill during `save_resume_state` leaves either last/, or last.old/ and a complete last.new/: the newest
+    complete one wins
+    (last.new holds state.json only once it is complete). optimizer.pt is our own file but is still read with weights_only=True (no pickle code).
+    """
+    out_dir = Path(out_dir)
+    for cand in (out_dir / "last.new", out_dir / "last", out_dir / "last.old"):  # newest first
+        if (cand / "state.json").exists() and (cand / "model.safetensors").exists():
+            try:
+                state = json.loads((cand / "state.json").read_text())
+                weights = load_file(str(cand / "model.safetensors"))
+                opt = torch.load(cand / "optimizer.pt", map_location="cpu", weights_only=True)
+            except Exception:  # a half-written candidate: try the next one
+                continue
+            return state, weights, opt
+    return None

@@ -1,0 +1,226 @@
+"""The `fdftnet` command line (also `python -m fdftnet`, and `torchrun ... -m fdftnet` for DDP).
+
+    fdftnet models
+    fdftnet pretrain --data ../shared/data/dfdc64 --backbone squeezenet --out runs/sq --epochs 30
+    fdftnet finetune --data ../shared/data/dfdc64 --backbone-from runs/sq --out runs/sq-ft --shots 1000
+    fdftnet evaluate --model runs/sq-ft --data ../shared/data/dfdc64 --split test --json m.json
+    fdftnet predict --model runs/sq-ft face1.png face2.jpg
+
+Every expected failure (bad data, bad checkpoint, bad flag value) is one line on stderr and exit status 2.
+"""
+import argparse
+import json
+import sys
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_data_args(p: argparse.ArgumentParser, splits: bool = True) -> None:
+    src = p.add_argument_group("data (one of --data or --hf-dataset)")
+    src.add_argument("--data", metavar="ROOT", help="image folders ROOT/SPLIT/{real,fake}/*")
+    src.add_argument("--hf-dataset", metavar="ID", help="Hugging Face dataset id or local imagefolder directory")
+    src.add_argument("--image-column", default="image")
+    src.add_argument("--label-column", default="label")
+    src.add_argument("--real-label", default="real", help="label value meaning real (name or index)")
+    src.add_argument("--fake-label", default="fake", help="label value meaning fake (name or index)")
+    src.add_argument("--limit", type=int, metavar="N", help="at most N images per class per split")
+    if splits:
+        src.add_argument("--train-split", help="default: train (pretrain), finetune (finetune)")
+        src.add_argument("--val-split", default="validation")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write")
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam",
+                   help="sgd: paper (momentum 0.9, lr 0.3, cosine); adam: authors' code (default)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    p.add_argument("--monitor", choices=["val_loss", "val_acc", "val_auroc"], default="val_loss")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on GPU")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fdftnet", description="FDFtNet fake-face detection")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", help="list backbones with parameter counts")
+
+    p = sub.add_parser("pretrain", help="train a baseline backbone + head on the train split")
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False)
+    _add_train_args(p)
+
+    p = sub.add_parser("finetune", help="fine-tune FDFtNet on a pretrained baseline with k shots per class")
+    p.add_argument("--backbone-from", required=True, metavar="DIR_OR_HUB_ID", help="a `pretrain` checkpoint")
+    p.add_argument("--shots", type=int, help="images per class drawn from the training split (default: all)")
+    p.add_argument("--no-freeze", dest="freeze_backbone", action="store_false", help="also train the backbone")
+    p.add_argument("--ftt-stages", type=int, default=3)
+    p.add_argument("--ftt-channels", type=lambda s: [int(c) for c in s.split(",")], default=[32, 64, 128],
+                   metavar="C1,C2,C3")
+    p.add_argument("--no-ftt", dest="use_ftt", action="store_false", help="ablation: no Fine-Tune Transformer")
+    p.add_argument("--mb-blocks", type=int, default=4)
+    p.add_argument("--se-on-expanded", action="store_true", help="reproduce the authors' SE wiring")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--no-cutout", dest="cutout", action="store_false")
+    p.add_argument("--cutout-holes", type=int, default=3, metavar="ALPHA")
+    p.add_argument("--cutout-scale", type=int, default=10, metavar="BETA")
+    _add_train_args(p)
+
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a split")
+    p.add_argument("--model", required=True, metavar="DIR_OR_HUB_ID")
+    _add_data_args(p, splits=False)
+    p.add_argument("--split", default="test")
+    p.add_argument("--threshold", type=float, help="default: the checkpoint's calibrated threshold")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+
+    p = sub.add_parser("predict", help="P(fake) for image files")
+    p.add_argument("--model", required=True, metavar="DIR_OR_HUB_ID")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--device", default="auto")
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _cmd_models(args) -> int:
+    import torch
+
+    from .models import BaselineDetector, FDFtNet, list_models
+    print(f"{'name':<14}{'baseline params':>16}{'fdftnet params':>16}{'trainable (frozen)':>20}  input")
+    for name in list_models():
+        base = BaselineDetector(backbone=name)
+        ft = FDFtNet(backbone=name)
+        nb = sum(p.numel() for p in base.parameters())
+        nf = sum(p.numel() for p in ft.parameters())
+        nt = sum(p.numel() for p in ft.parameters() if p.requires_grad)
+        size = base.backbone.default_cfg["input_size"]
+        print(f"{name:<14}{nb:>16,}{nf:>16,}{nt:>20,}  {size[1]}x{size[2]}x{size[0]}")
+        del base, ft
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return 0
+
+
+def _train_config(args, stage: str):
+    from .train import TrainConfig
+    keys = ["data", "hf_dataset", "image_column", "label_column", "real_label", "fake_label", "train_split",
+            "val_split", "limit", "out", "epochs", "batch_size", "optimizer", "lr", "patience", "monitor",
+            "grad_accum", "device", "seed", "amp", "resume", "overwrite", "augment"]
+    if stage == "pretrain":
+        keys += ["backbone"]
+    else:
+        keys += ["backbone_from", "shots", "freeze_backbone", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
+                 "se_on_expanded", "cutout", "cutout_holes", "cutout_scale"]
+    kw = {k: getattr(args, k) for k in keys}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    return TrainConfig(stage=stage, **kw)
+
+
+def _cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from . import distributed as dist
+    from .train import finetune, pretrain
+    cfg = _train_config(args, args.command)
+    run = pretrain(cfg) if args.command == "pretrain" else finetune(cfg)
+    bar, show = None, dist.is_main()
+    try:
+        for ev in run:
+            show = dist.is_main()
+            if ev["type"] == "start" and show:
+                print(f"{args.command}: {ev['n_train']} train / {ev['n_val']} validation images, "
+                      f"{ev['trainable']:,} trainable parameters, device {ev['device']}, "
+                      f"epochs {ev['start_epoch'] + 1}..{ev['epochs']}", flush=True)
+                bar = tqdm(total=(ev["epochs"] - ev["start_epoch"]) * ev["steps"], unit="step", leave=False,
+                           dynamic_ncols=True, disable=None)
+            elif ev["type"] == "step" and bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=ev["epoch"], loss=f"{ev['loss']:.4f}")
+            elif ev["type"] == "epoch" and show:
+                msg = (f"epoch {ev['epoch']:>3}  loss {ev['train_loss']:.4f}  acc {ev['train_acc']:.4f}  "
+                       f"val_loss {ev['val_loss']:.4f}  val_acc {ev['val_acc']:.4f}  "
+                       f"val_auroc {ev['val_auroc']:.4f}  lr {ev['lr']:.2e}  {ev['seconds']:.1f}s"
+                       + ("  *best" if ev["improved"] else ""))
+                (bar.write if bar is not None else print)(msg)
+            elif ev["type"] == "done" and show:
+                if bar is not None:
+                    bar.close()
+                b = ev["best"] or {}
+                print(f"done: best epoch {ev['best_epoch']} (val_acc {b.get('val_acc', float('nan')):.4f}, "
+                      f"val_auroc {b.get('val_auroc') or float('nan'):.4f})"
+                      f"{', stopped early' if ev['stopped_early'] else ''}; checkpoint in {ev['out']}")
+    finally:
+        if bar is not None:
+            bar.close()
+        dist.cleanup()
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .checkpoint import load_model
+    from .distributed import setup
+    from .inference import evaluate
+    from .metrics import jsonable
+    from .train import TrainConfig, load_split
+    device = setup(args.device)
+    model = load_model(args.model, device=device)
+    cfg = TrainConfig(data=args.data, hf_dataset=args.hf_dataset, image_column=args.image_column,
+                      label_column=args.label_column, real_label=args.real_label, fake_label=args.fake_label)
+    data = load_split(cfg, args.split, args.limit)
+    m = jsonable(evaluate(model, data, threshold=args.threshold))
+    m.update(model=str(args.model), split=args.split, data=args.data or args.hf_dataset)
+    fmt = lambda v: "nan" if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"{args.split}: n={m['n']}  acc={fmt(m['acc'])}  auroc={fmt(m['auroc'])}  ap={fmt(m['ap'])}  "
+          f"eer={fmt(m['eer'])}  acc_best={fmt(m['acc_best'])}  threshold={m['threshold']:.4f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(m, f, indent=2)
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .checkpoint import load_model
+    from .data import DataError, load_image
+    from .distributed import setup
+    from .inference import predict_arrays
+    device = setup(args.device)
+    model = load_model(args.model, device=device)
+    thr = float(model.threshold)
+    status = 0
+    for path in args.images:
+        try:
+            p = float(predict_arrays(model, [load_image(path)], device=device)[0])
+        except DataError as e:
+            print(f"fdftnet: error: {e}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{path}\t{p:.6f}\t{'fake' if p >= thr else 'real'}", flush=True)
+    return status
+
+
+COMMANDS = {"models": _cmd_models, "pretrain": _cmd_train, "finetune": _cmd_train,
+            "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data import DataError
+    from .models import CheckpointError
+    from .train import TrainingError
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, CheckpointError, TrainingError, ValueError, FileNotFoundError, PermissionError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"fdftnet: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fdftnet: interrupted (a training run continues with --resume)", file=sys.stderr)
+        return 130

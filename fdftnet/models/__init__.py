@@ -1,0 +1,9 @@
+"""Models: the four backbones (registered by name), the baseline detector and FDFtNet."""
+from ._hub import CheckpointError, read_config
+from ._registry import create_model, is_model, list_models, register_model
+from .baseline import BaselineDetector
+from .fdftnet import FDFtNet, FineTuneTransformer, MBHead
+from .resnetv2 import *
+from .shallownet import *
+from .squeezenet import *
+from .xception import *

@@ -1,0 +1,44 @@
+"""The baseline detector: a registered backbone with its own classifier head, loadable from the Hub.
+
+    model = BaselineDetector(backbone="xception")
+    model.save_pretrained("runs/xception-dfdc")
+    model = BaselineDetector.from_pretrained("runs/xception-dfdc")
+
+The same backbone object later becomes FDFtNet's feature extractor (`FDFtNet.from_baseline`).
+"""
+import torch
+import torch.nn as nn
+
+from ._hub import PAPER_URL, REPO_URL, HubModel
+from ._registry import create_model
+
+__all__ = ["BaselineDetector"]
+
+
+class BaselineDetector(
+    nn.Module,
+    HubModel,
+    library_name="fdftnet",
+    repo_url=REPO_URL,
+    paper_url=PAPER_URL,
+    license="mit",
+    pipeline_tag="image-classification",
+    tags=["fdftnet", "deepfake-detection", "fake-image-detection", "baseline"],
+):
+    """A backbone CNN + its classifier head: the paper's "pre-trained model" and its baseline detector."""
+    model_type = "baseline"
+
+    def __init__(
+            self,
+            backbone: str = "xception",
+            num_classes: int = 2,
+            backbone_args: dict | None = None,
+    ):
+        super().__init__()
+        self.backbone_name = backbone
+        self.backbone = create_model(backbone, num_classes=num_classes, **(backbone_args or {}))
+        # decision threshold on P(fake), calibrated on validation data after training; saved with the weights
+        self.register_buffer("threshold", torch.tensor(0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)

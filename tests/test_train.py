@@ -1,0 +1,97 @@
+"""Training end to end on generated images: pretrain -> finetune -> evaluate, resume, NaN, events."""
+import json
+import math
+
+import pytest
+import torch
+
+from fdftnet import FDFtNet, load_model
+from fdftnet.checkpoint import read_resume_state
+from fdftnet.data import load_image_folder
+from fdftnet.inference import evaluate
+from fdftnet.train import TrainConfig, TrainingError, finetune, pretrain
+
+
+def _ft_cfg(data, base, out, **kw):
+    defaults = dict(stage="finetune", data=str(data), backbone_from=str(base), out=str(out), epochs=8,
+                    batch_size=32, patience=8, monitor="val_acc", device="cpu", seed=0, mb_blocks=2)
+    return TrainConfig(**{**defaults, **kw})
+
+
+def test_pretrain_finetune_evaluate_reaches_090(synthetic_images, tiny_baseline_dir, tmp_path):
+    test = load_image_folder(synthetic_images, "test")
+    base = load_model(tiny_baseline_dir, expect="baseline")
+    base_m = evaluate(base, test)
+    out = tmp_path / "ft"
+    events = list(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, out, shots=40)))
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "step" in kinds
+    epochs = [e for e in events if e["type"] == "epoch"]
+    assert 1 <= len(epochs) <= 8 and all(math.isfinite(e["train_loss"]) for e in epochs)
+    assert events[0]["n_train"] == 80  # 40 shots per class
+    model = load_model(out, expect="fdftnet")
+    m = evaluate(model, test)
+    assert m["acc"] >= 0.9 and m["auroc"] >= 0.9, (m["acc"], m["auroc"], base_m["acc"])
+    record = json.loads((out / "training.json").read_text())
+    assert record["info"]["base_model"] == str(tiny_baseline_dir)
+    assert record["info"]["shots"] == 40 and record["train_config"]["seed"] == 0
+    assert record["best_epoch"] == max(epochs, key=lambda e: (e["val_acc"], -e["epoch"]))["epoch"]
+    assert 0.0 < model.threshold.item() <= 1.0
+
+
+def test_finetune_is_reproducible_with_a_seed(synthetic_images, tiny_baseline_dir, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        cfg = _ft_cfg(synthetic_images, tiny_baseline_dir, tmp_path / name, epochs=2, shots=16)
+        runs.append([e["train_loss"] for e in finetune(cfg) if e["type"] == "epoch"])
+    assert runs[0] == runs[1]
+
+
+def test_resume_continues_where_it_stopped(synthetic_images, tiny_baseline_dir, tmp_path):
+    out = tmp_path / "ft"
+    run = finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, out, epochs=4, patience=99, shots=16))
+    for ev in run:  # cancel after epoch 2 (what the lab's Cancel button does)
+        if ev["type"] == "epoch" and ev["epoch"] == 2:
+            break
+    run.close()
+    state, _, _ = read_resume_state(out)
+    assert state["epoch"] == 2
+    with pytest.raises(TrainingError, match="already holds a checkpoint"):
+        next(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, out, epochs=4, shots=16)))
+    resumed = list(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, out, epochs=4, patience=99,
+                                    shots=16, resume=True)))
+    assert resumed[0]["start_epoch"] == 2
+    assert [e["epoch"] for e in resumed if e["type"] == "epoch"] == [3, 4]
+    full = list(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, tmp_path / "full", epochs=4,
+                                 patience=99, shots=16)))
+    loss = lambda evs: [round(e["train_loss"], 5) for e in evs if e["type"] == "epoch"][-2:]  # noqa: E731
+    assert loss(resumed) == loss(full)  # same batches, same augmentation, same weights
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(synthetic_images, tiny_baseline_dir, tmp_path):
+    out = tmp_path / "ft"
+    list(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, out, epochs=1, shots=8)))
+    before = (out / "model.safetensors").read_bytes()
+    cfg = _ft_cfg(synthetic_images, tiny_baseline_dir, out, epochs=3, shots=8, lr=float("inf"), overwrite=True,
+                  optimizer="sgd")
+    with pytest.raises(TrainingError, match="became nan"):
+        list(finetune(cfg))
+    assert (out / "model.safetensors").read_bytes() == before
+    assert isinstance(load_model(out), FDFtNet)
+
+
+def test_finetune_needs_a_baseline_checkpoint(synthetic_images, tiny_baseline_dir, tmp_path):
+    ft = tmp_path / "ft"
+    list(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, ft, epochs=1, shots=8)))
+    with pytest.raises(Exception, match="needs a baseline"):
+        next(finetune(_ft_cfg(synthetic_images, ft, tmp_path / "x", epochs=1)))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="exactly one of data"):
+        TrainConfig()
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(data="x", optimizer="rmsprop")
+    cfg = TrainConfig(data="x", stage="pretrain", optimizer="sgd")
+    assert cfg.train_split == "train" and cfg.lr == 0.3 and cfg.augment is False
+    assert TrainConfig(data="x").train_split == "finetune" and TrainConfig(data="x").cutout is True
