@@ -25,6 +25,8 @@ def _add_data_args(p: argparse.ArgumentParser, splits: bool = True) -> None:
     src.add_argument("--fake-label", default="fake", help="label value meaning fake (name or index)")
     src.add_argument("--limit", type=int, metavar="N", help="at most N images per class per split")
     if splits:
+        src.add_argument("--streaming", action="store_true", help="with --hf-dataset: stream the training split")
+    if splits:
         src.add_argument("--train-split", help="default: train (pretrain), finetune (finetune)")
         src.add_argument("--val-split", default="validation")
 
@@ -113,7 +115,7 @@ def _train_config(args, stage: str):
     from .train import TrainConfig
     keys = ["data", "hf_dataset", "image_column", "label_column", "real_label", "fake_label", "train_split",
             "val_split", "limit", "out", "epochs", "batch_size", "optimizer", "lr", "patience", "monitor",
-            "grad_accum", "device", "seed", "amp", "resume", "overwrite", "augment"]
+            "grad_accum", "device", "seed", "amp", "resume", "overwrite", "augment", "streaming"]
     if stage == "pretrain":
         keys += ["backbone"]
     else:
@@ -136,10 +138,11 @@ def _cmd_train(args) -> int:
         for ev in run:
             show = dist.is_main()
             if ev["type"] == "start" and show:
-                print(f"{args.command}: {ev['n_train']} train / {ev['n_val']} validation images, "
+                print(f"{args.command}: {ev['n_train'] or 'streamed'} train / {ev['n_val']} validation images, "
                       f"{ev['trainable']:,} trainable parameters, device {ev['device']}, "
                       f"epochs {ev['start_epoch'] + 1}..{ev['epochs']}", flush=True)
-                bar = tqdm(total=(ev["epochs"] - ev["start_epoch"]) * ev["steps"], unit="step", leave=False,
+                total = (ev["epochs"] - ev["start_epoch"]) * ev["steps"] if ev["steps"] else None
+                bar = tqdm(total=total, unit="step", leave=False,
                            dynamic_ncols=True, disable=None)
             elif ev["type"] == "step" and bar is not None:
                 bar.update(1)

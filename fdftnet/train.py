@@ -48,11 +48,15 @@ class TrainConfig:
     real_label: str = "real"            # label value (name or index) meaning real
     fake_label: str = "fake"            # label value (name or index) meaning fake
     train_split: str | None = None      # default: "train" for pretrain, "finetune" for finetune
-    val_split: str = "validation"       # early stopping and threshold calibration
+    val_split: str | None = "validation"  # early stopping and threshold calibration
+    holdout: int | None = None          # no validation split: hold out this many images per class of the training split
     limit: int | None = None            # cap images per class per split (quick runs)
+    streaming: bool = False             # hf_dataset only: stream the training split instead of loading it whole
     shots: int | None = None            # k images per class drawn (seeded) from the training split; None = all
     # --- model
     backbone: str = "xception"          # registered backbone (pretrain)
+    init_from: str | None = None        # pretrain stage: start from this baseline checkpoint (transfer baselines)
+    head_only: bool = False             # pretrain stage: train only the classification head (linear-probe baseline)
     backbone_from: str | None = None    # baseline checkpoint FDFtNet is built on (finetune)
     freeze_backbone: bool = True        # paper: frozen is best; authors' notebooks also ran unfrozen
     ftt_stages: int = 3                 # M in the paper
@@ -188,13 +192,17 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     if dist.world_size() > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
     aug = AugmentConfig(cutout_holes=cfg.cutout_holes, cutout_scale=cfg.cutout_scale) if cfg.augment else None
-    batches = Batches(train, cfg.batch_size, shuffle=True, augment=aug, cutout=bool(cfg.augment and cfg.cutout),
-                      seed=cfg.seed, device=device, rank=dist.rank(), world_size=dist.world_size())
+    if isinstance(train, ImageSet):
+        batches = Batches(train, cfg.batch_size, shuffle=True, augment=aug, cutout=bool(cfg.augment and cfg.cutout),
+                          seed=cfg.seed, device=device, rank=dist.rank(), world_size=dist.world_size())
+    else:  # a streamed split (fdftnet.data.StreamBatches), already sharded per rank
+        batches = train.configure(batch_size=cfg.batch_size, augment=aug, cutout=bool(cfg.augment and cfg.cutout),
+                                  seed=cfg.seed, device=device, rank=dist.rank(), world_size=dist.world_size())
     use_amp = cfg.amp and device.startswith("cuda")
-    steps = len(batches)
+    steps = len(batches) if hasattr(batches, "__len__") else None  # unknown for a stream
     info = dict(info or {})
     yield {"type": "start", "epochs": cfg.epochs, "steps": steps, "start_epoch": state["epoch"], "device": device,
-           "n_train": len(train), "n_val": len(val), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+           "n_train": len(train) if isinstance(train, ImageSet) else None, "n_val": len(val), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     stopped_early = False
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
@@ -211,7 +219,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
                 raise TrainingError(f"the loss became nan at epoch {epoch + 1}, step {step + 1}; "
                                     f"the last good checkpoint is kept in {out} (try a lower --lr)")
             (loss / cfg.grad_accum).backward()
-            if (step + 1) % cfg.grad_accum == 0 or step + 1 == steps:
+            if (step + 1) % cfg.grad_accum == 0 or (steps is not None and step + 1 == steps):
                 opt.step()
                 opt.zero_grad(set_to_none=True)
             tot_loss += loss.item() * len(y)
@@ -257,28 +265,54 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
 
 # ----------------------------------------------------------------------------- stages
 
-def _load_data(cfg: TrainConfig) -> tuple[ImageSet, ImageSet]:
+def _split_holdout(data: ImageSet, per_class: int, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(rest, held-out) with `per_class` images of each class held out, drawn with the seed."""
+    held = sample_shots(data.labels, per_class, seed + 7)
+    mask = torch.ones(len(data), dtype=torch.bool)
+    mask[held] = False
+    return data.subset(torch.nonzero(mask).flatten()), data.subset(held)
+
+
+def _load_data(cfg: TrainConfig):
+    if cfg.streaming:
+        if cfg.hf_dataset is None or cfg.shots is not None:
+            raise ValueError("streaming needs --hf-dataset and no --shots (k-shot sets are small: load them)")
+        from .data.stream import StreamBatches
+        train = StreamBatches(cfg.hf_dataset, cfg.train_split, image_column=cfg.image_column,
+                              label_column=cfg.label_column, real_label=cfg.real_label, fake_label=cfg.fake_label,
+                              limit=cfg.limit)
+        return train, load_split(cfg, cfg.val_split, cfg.limit)
     train = load_split(cfg, cfg.train_split, cfg.limit)
+    if cfg.holdout:
+        train, val = _split_holdout(train, cfg.holdout, cfg.seed)
+    elif cfg.val_split:
+        val = load_split(cfg, cfg.val_split, cfg.limit)
+    else:
+        raise ValueError("no validation data: give a validation split or a holdout size")
     if cfg.shots is not None:
         train = train.subset(sample_shots(train.labels, cfg.shots, cfg.seed))
-    val = load_split(cfg, cfg.val_split, cfg.limit)
     return train, val
 
 
 def _data_info(cfg: TrainConfig, train: ImageSet, val: ImageSet) -> dict:
     return {"data": cfg.data or cfg.hf_dataset, "train_split": cfg.train_split, "val_split": cfg.val_split,
-            "train_counts": train.counts(), "val_counts": val.counts(), "shots": cfg.shots, "seed": cfg.seed}
+            "train_counts": train.counts() if isinstance(train, ImageSet) else "streamed", "val_counts": val.counts(), "shots": cfg.shots, "seed": cfg.seed}
 
 
 def pretrain(cfg: TrainConfig) -> Iterator[dict]:
     """Train a baseline detector (backbone + its head) on the training split."""
     if cfg.resume and (Path(cfg.out) / "config.json").exists():
         model = load_model(cfg.out, expect="baseline").train()
+    elif cfg.init_from:
+        model = load_model(cfg.init_from, expect="baseline").train()
     else:
         torch.manual_seed(cfg.seed)
         model = BaselineDetector(backbone=cfg.backbone)
+    if cfg.head_only:
+        model.freeze_features()
     train, val = _load_data(cfg)
-    info = {"stage": "pretrain", "backbone": model.backbone_name, **_data_info(cfg, train, val)}
+    info = {"stage": "pretrain", "backbone": model.backbone_name, "init_from": cfg.init_from,
+            "head_only": cfg.head_only, **_data_info(cfg, train, val)}
     yield from fit(model, train, val, cfg, info)
 
 

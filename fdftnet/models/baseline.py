@@ -39,6 +39,23 @@ class BaselineDetector(
         self.backbone = create_model(backbone, num_classes=num_classes, **(backbone_args or {}))
         # decision threshold on P(fake), calibrated on validation data after training; saved with the weights
         self.register_buffer("threshold", torch.tensor(0.5))
+        self.features_frozen = False
+
+    def freeze_features(self) -> "BaselineDetector":
+        """Train only the classification head (a linear-probe baseline): the rest keeps weights and BN stats."""
+        self.features_frozen = True
+        head = {id(p) for n in self.backbone.head_names for p in getattr(self.backbone, n).parameters()}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in head)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.features_frozen:
+            for name, child in self.backbone.named_children():
+                if name not in self.backbone.head_names:
+                    child.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
