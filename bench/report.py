@@ -1,0 +1,134 @@
+"""Render bench/results/REPORT.md (tables + plotly figures as HTML and PNG) from bench/results/reproduce.json.
+
+    python -m bench.report [bench/results]
+
+Numbers come only from the JSON; the hand-written discussion lives in bench/discussion.md and is included as is.
+"""
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+PAPER = [  # ACC % / AUROC % from the paper and the authors' notebooks (../shared/FDFTNET.md)
+    ("PGGAN (CelebA real)", "Xception 87.12 / 94.96", "90.29 / 95.98", "Xception frozen 90.73 / 96.3"),
+    ("Deepfakes (FF)", "Xception 96.36", "97.02", "Xception unfrozen 98.52 / 99.88"),
+    ("Face2Face (FF)", "Xception 86.86", "96.67", "Xception 98.17 / 99.7"),
+]
+
+
+def pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def mean_std(vals) -> str:
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "–"
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{100 * statistics.mean(vals):.1f} ± {100 * sd:.1f}"
+
+
+def _save(fig: go.Figure, out: Path, name: str) -> str:
+    fig.update_layout(template="plotly_white", width=760, height=480, margin=dict(l=60, r=20, t=50, b=50))
+    fig.write_html(out / f"{name}.html", include_plotlyjs="cdn")
+    try:
+        fig.write_image(out / f"{name}.png")  # kaleido, through the system chromium
+        return f"![{name}]({name}.png) ([interactive]({name}.html))"
+    except Exception as e:  # no chromium: keep the HTML
+        return f"[{name}]({name}.html) (PNG export failed: {type(e).__name__})"
+
+
+def main_table(runs: list[dict]) -> list[str]:
+    by = defaultdict(dict)
+    for r in runs:
+        if r["group"] == "main":
+            by[r["backbone"]][r["variant"]] = r
+    lines = ["| backbone | baseline ACC / AUROC | FDFtNet frozen ACC / AUROC | FDFtNet unfrozen ACC / AUROC | "
+             "epochs (base / frozen / unfrozen) |", "|---|---|---|---|---|"]
+    for bb, v in sorted(by.items()):
+        cells, eps = [], []
+        for name in ("baseline", "fdftnet-frozen", "fdftnet-unfrozen"):
+            r = v.get(name)
+            cells.append(f"{pct(r['test']['acc'])} / {pct(r['test']['auroc'])}" if r else "not run")
+            eps.append(str(r["epochs_run"]) if r else "–")
+        lines.append(f"| {bb} | " + " | ".join(cells) + f" | {' / '.join(eps)} |")
+    return lines
+
+
+def ablation_table(runs: list[dict]) -> list[str]:
+    rows = [r for r in runs if r["group"] == "ablation"]
+    main = [r for r in runs if r["group"] == "main" and r["variant"] == "fdftnet-frozen"
+            and rows and r["backbone"] == rows[0]["backbone"]]
+    lines = ["| variant | shots/class | test ACC | test AUROC | epochs |", "|---|---|---|---|---|"]
+    for r in main + sorted(rows, key=lambda r: r["variant"]):
+        lines.append(f"| {r['backbone']} {r['variant']} | {r['shots'] or 1000} | {pct(r['test']['acc'])} | "
+                     f"{pct(r['test']['auroc'])} | {r['epochs_run']} |")
+    return lines
+
+
+def fewshot(runs: list[dict]):
+    agg = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        if r["group"] == "fewshot":
+            agg[r["variant"]][r["shots"]].append(r["test"])
+    ks = sorted({k for v in agg.values() for k in v})
+    variants = [v for v in ("fdftnet", "baseline-head", "baseline-full") if v in agg]
+    lines = ["| shots/class | " + " | ".join(f"{v} ACC | {v} AUROC" for v in variants) + " | seeds |",
+             "|---|" + "---|" * (2 * len(variants) + 1)]
+    for k in ks:
+        cells = []
+        for v in variants:
+            ms = agg[v].get(k, [])
+            cells += [mean_std([m["acc"] for m in ms]), mean_std([m["auroc"] for m in ms])]
+        lines.append(f"| {k} | " + " | ".join(cells) + f" | {len(agg[variants[0]].get(k, []))} |")
+    return lines, agg, ks, variants
+
+
+def render(results: Path) -> Path:
+    results = Path(results)
+    data = json.loads((results / "reproduce.json").read_text())
+    runs = data["runs"]
+    out = [f"# Reproduction report", "",
+           f"Generated {data['generated']} by `python -m bench.reproduce` from {len(runs)} jobs in "
+           f"`bench/results/jobs/`. Every number below is read from those JSON files.", ""]
+    devices = sorted({r["device"] for r in runs})
+    out += [f"Device(s): {', '.join(devices) or '–'}.", ""]
+    out += ["## Baseline vs FDFtNet on dfdc64 (test: 2,000 real + 2,000 fake, split by source video)", ""]
+    out += main_table(runs) + [""]
+    roc = go.Figure()
+    for r in runs:
+        if r["group"] == "main":
+            roc.add_trace(go.Scatter(x=r["test"]["roc"]["fpr"], y=r["test"]["roc"]["tpr"], mode="lines",
+                                     name=f"{r['backbone']} {r['variant']} (AUROC {r['test']['auroc']:.3f})"))
+    roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance"))
+    roc.update_layout(title="ROC on dfdc64/test", xaxis_title="false positive rate", yaxis_title="true positive rate")
+    out += [_save(roc, results, "roc_dfdc64"), ""]
+    out += ["## Ablations (fine-tuned on dfdc64/finetune, tested on dfdc64/test)", ""] + ablation_table(runs) + [""]
+    lines, agg, ks, variants = fewshot(runs)
+    out += ["## Few-shot transfer: dfdc64-trained models fine-tuned on gan64 (k real + k fake), tested on gan64/test",
+            "", "Mean ± standard deviation over seeds; 100 images per class of gan64/finetune are held out for "
+            "early stopping, so k goes up to 300.", ""] + lines + [""]
+    if ks:
+        for metric in ("acc", "auroc"):
+            fig = go.Figure()
+            for v in variants:
+                ys = [statistics.mean([m[metric] for m in agg[v][k]]) if agg[v].get(k) else None for k in ks]
+                fig.add_trace(go.Scatter(x=ks, y=ys, mode="lines+markers", name=v))
+            fig.update_layout(title=f"gan64 test {metric.upper()} vs shots per class", xaxis_title="shots per class",
+                              yaxis_title=metric.upper(), xaxis_type="log")
+            out += [_save(fig, results, f"fewshot_{metric}"), ""]
+    out += ["## The paper's figures (ACC % / AUROC %)", "", "| dataset | baseline (best) | FDFtNet (paper) | "
+            "authors' notebooks |", "|---|---|---|---|"] + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in PAPER] + [""]
+    disc = Path(__file__).with_name("discussion.md")
+    if disc.exists():
+        out += [disc.read_text()]
+    path = results / "REPORT.md"
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    render(Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results"))

@@ -1,0 +1,177 @@
+"""Reproduce the paper's protocol on real data: baselines vs FDFtNet per backbone, ablations, few-shot transfer.
+
+    python -m bench.reproduce --data ../shared/data                       # everything, resumable
+    python -m bench.reproduce --data ../shared/data --plan                # list the jobs and which are done
+    python -m bench.reproduce --data ../shared/data --only fewshot        # one group
+    python -m bench.reproduce --report-only                               # re-render REPORT.md from the JSON
+
+Every job writes bench/results/jobs/<key>.json (test metrics, ROC points, history, epochs, wall time, device,
+seed, the full TrainConfig) and is skipped when that file exists; an interrupted job resumes from its last epoch
+(checkpoints live in --runs, default bench/runs, not committed). bench/results/reproduce.json gathers all jobs
+(the lab's Compare tab reads it) and bench/report.py renders REPORT.md with plotly figures (HTML + PNG).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from fdftnet.checkpoint import load_model, write_json
+from fdftnet.inference import evaluate
+from fdftnet.metrics import jsonable
+from fdftnet.train import TrainConfig, TrainingError, finetune, load_split, pretrain
+
+BACKBONES = ["shallownetv3", "squeezenet", "resnetv2_50", "xception"]
+FEWSHOT_K = [25, 50, 100, 200, 300]  # per class; gan64/finetune has 400 a class, 100 of which are held out
+ABLATION_SHOTS = [100, 250, 500]     # 1000 is the main run
+
+
+def job(key, group, stage, dataset, test, backbone, variant, seed=0, shots=None, base=None, **cfg):
+    return dict(key=key, group=group, stage=stage, dataset=dataset, test=test, backbone=backbone, variant=variant,
+                seed=seed, shots=shots, base=base, cfg=cfg)
+
+
+def plan(args) -> list[dict]:
+    """Every job of the protocol, in dependency order (a baseline before what builds on it)."""
+    jobs, T = [], dict(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size)
+    for bb in args.backbones:
+        base = f"dfdc64/{bb}/baseline"
+        jobs.append(job(base, "main", "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb,
+                        batch_size=64, epochs=args.epochs, patience=args.patience, monitor="val_loss"))
+        for frozen in (True, False):
+            v = "fdftnet-frozen" if frozen else "fdftnet-unfrozen"
+            jobs.append(job(f"dfdc64/{bb}/{v}", "main", "finetune", "dfdc64", "dfdc64", bb, v, base=base,
+                            freeze_backbone=frozen, mb_blocks=args.mb_blocks, **T))
+    ab = args.ablation_backbone
+    base = f"dfdc64/{ab}/baseline"
+    variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
+                "sgd-paper": dict(optimizer="sgd")}
+    for name, over in variants.items():
+        jobs.append(job(f"dfdc64/{ab}/ablation-{name}", "ablation", "finetune", "dfdc64", "dfdc64", ab,
+                        f"ablation-{name}", base=base, **{"mb_blocks": args.mb_blocks, **T, **over}))
+    for k in ABLATION_SHOTS:
+        jobs.append(job(f"dfdc64/{ab}/shots-{k}", "ablation", "finetune", "dfdc64", "dfdc64", ab, f"shots-{k}",
+                        shots=k, base=base, mb_blocks=args.mb_blocks, **T))
+    fs = args.fewshot_backbone
+    base = f"dfdc64/{fs}/baseline"
+    for k in args.fewshot_k:
+        for seed in args.seeds:
+            common = dict(shots=k, seed=seed, base=base)
+            G = dict(holdout=args.holdout, val_split=None, train_split="finetune", **T)
+            jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/fdftnet", "fewshot", "finetune", "gan64", "gan64", fs,
+                            "fdftnet", mb_blocks=args.mb_blocks, **common, **G))
+            jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/head-only", "fewshot", "pretrain", "gan64", "gan64", fs,
+                            "baseline-head", head_only=True, augment=True, **common, **G))
+            jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/full", "fewshot", "pretrain", "gan64", "gan64", fs,
+                            "baseline-full", augment=True, **common, **G))
+    return [j for j in jobs if not args.only or j["group"] in args.only]
+
+
+def run_job(j: dict, args) -> dict:
+    """Train (or resume) one job, evaluate its best checkpoint on the test split, return the result record."""
+    out = Path(args.runs) / j["key"]
+    cfg = dict(j["cfg"])
+    backbone = cfg.pop("backbone_name", j["backbone"])
+    common = dict(out=str(out), data=str(Path(args.data) / j["dataset"]), seed=j["seed"], device=args.device,
+                  shots=j["shots"], resume=True, limit=args.limit)
+    base_dir = str(Path(args.runs) / j["base"]) if j["base"] else None
+    if j["stage"] == "pretrain":
+        tc = TrainConfig(stage="pretrain", backbone=backbone, init_from=base_dir, **common, **cfg)
+        run = pretrain(tc)
+    else:
+        tc = TrainConfig(stage="finetune", backbone_from=base_dir, **common, **cfg)
+        run = finetune(tc)
+    t0, done = time.time(), None
+    for ev in run:
+        if ev["type"] == "epoch":
+            print(f"  [{j['key']}] epoch {ev['epoch']}: val_acc {ev['val_acc']:.4f} val_auroc {ev['val_auroc']:.4f}"
+                  f"{' *' if ev['improved'] else ''} ({ev['seconds']:.0f}s)", flush=True)
+        elif ev["type"] == "done":
+            done = ev
+    wall = time.time() - t0
+    model = load_model(out, device=tc.device if tc.device != "auto" else "cpu")
+    test = load_split(TrainConfig(data=common["data"]), "test", args.limit)
+    metrics = evaluate(model, test)
+    record = json.loads((out / "training.json").read_text())
+    return jsonable({
+        **{k: j[k] for k in ("key", "group", "stage", "dataset", "backbone", "variant", "seed", "shots")},
+        "base": j["base"], "test": metrics, "best_epoch": done["best_epoch"], "epochs_run": done["epochs_run"],
+        "stopped_early": done["stopped_early"], "wall_s": wall, "history": record["history"],
+        "validation": {k: record["validation"].get(k) for k in ("acc", "auroc", "ap", "eer", "threshold")},
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if j["stage"] == "finetune" and not tc.freeze_backbone else None,
+        "train_config": record["train_config"], "device": _device_name(tc.device),
+    })
+
+
+def _device_name(device: str) -> str:
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__})"
+
+
+def gather(results: Path) -> dict:
+    runs = [json.loads(p.read_text()) for p in sorted((results / "jobs").rglob("*.json"))]
+    return {"runs": runs, "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data", help="folder holding dfdc64/ and gan64/")
+    ap.add_argument("--runs", default="bench/runs", help="checkpoints of every job (large; not committed)")
+    ap.add_argument("--results", default="bench/results")
+    ap.add_argument("--backbones", type=lambda s: s.split(","), default=BACKBONES)
+    ap.add_argument("--ablation-backbone", default="shallownetv3")
+    ap.add_argument("--fewshot-backbone", default="shallownetv3")
+    ap.add_argument("--fewshot-k", type=lambda s: [int(k) for k in s.split(",")], default=FEWSHOT_K)
+    ap.add_argument("--seeds", type=lambda s: [int(k) for k in s.split(",")], default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=40, help="maximum epochs per job (paper: 300)")
+    ap.add_argument("--patience", type=int, default=8, help="early-stopping patience (paper: 20)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--mb-blocks", type=int, default=3, help="N (notebooks: 3; paper text: 4)")
+    ap.add_argument("--holdout", type=int, default=100, help="gan64: images per class held out for early stopping")
+    ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,ablation,fewshot")
+    ap.add_argument("--plan", action="store_true", help="list the jobs and exit")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args(argv)
+    results = Path(args.results)
+    jobs = plan(args)
+    if args.plan:
+        for j in jobs:
+            done = (results / "jobs" / f"{j['key']}.json").exists()
+            print(f"{'done' if done else 'todo'}  {j['key']}")
+        return 0
+    if not args.report_only:
+        for i, j in enumerate(jobs):
+            path = results / "jobs" / f"{j['key']}.json"
+            if path.exists():
+                continue
+            if j["base"] and not (Path(args.runs) / j["base"] / "config.json").exists():
+                print(f"skip {j['key']}: its baseline {j['base']} has not been trained", file=sys.stderr)
+                continue
+            print(f"[{i + 1}/{len(jobs)}] {j['key']}", flush=True)
+            try:
+                rec = run_job(j, args)
+            except (TrainingError, ValueError) as e:
+                print(f"  failed: {e}", file=sys.stderr)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, rec)
+            t = rec["test"]
+            print(f"  test acc {t['acc']:.4f} auroc {t['auroc']:.4f} ({rec['wall_s']:.0f}s)", flush=True)
+            write_json(results / "reproduce.json", gather(results))
+    write_json(results / "reproduce.json", gather(results))
+    from bench.report import render
+    render(results)
+    print(f"wrote {results / 'REPORT.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
