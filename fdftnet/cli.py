@@ -5,6 +5,8 @@
     fdftnet finetune --data ../shared/data/dfdc64 --backbone-from runs/sq --out runs/sq-ft --shots 1000
     fdftnet evaluate --model runs/sq-ft --data ../shared/data/dfdc64 --split test --json m.json
     fdftnet predict --model runs/sq-ft face1.png face2.jpg
+    fdftnet push --model runs/sq-ft --repo-id user/fdftnet-sq --dry-run
+    fdftnet pull --repo-id user/fdftnet-sq --out models/sq-ft
 
 Every expected failure (bad data, bad checkpoint, bad flag value) is one line on stderr and exit status 2.
 """
@@ -49,6 +51,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
 
 
+def _add_hub_args(p: argparse.ArgumentParser) -> None:
+    """Options for reading --model from the Hugging Face Hub (ignored for a local directory)."""
+    hub = p.add_argument_group("Hub (when --model is a Hub id)")
+    hub.add_argument("--revision", help="branch, tag or commit of the Hub repo (default: main)")
+    hub.add_argument("--cache-dir", metavar="DIR", help="Hub cache directory (default: $HF_HUB_CACHE)")
+    hub.add_argument("--token", help="Hub token for private repos (default: $HF_TOKEN, then `hf auth login`; "
+                                     "a flag is visible to other users in the process list)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fdftnet", description="FDFtNet fake-face detection")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="fine-tune FDFtNet on a pretrained baseline with k shots per class")
     p.add_argument("--backbone-from", required=True, metavar="DIR_OR_HUB_ID", help="a `pretrain` checkpoint")
+    p.add_argument("--backbone-revision", metavar="REV", help="Hub branch/tag/commit of --backbone-from")
+    p.add_argument("--cache-dir", help="Hub cache directory (token: HF_TOKEN or `hf auth login`)")
     p.add_argument("--shots", type=int, help="images per class drawn from the training split (default: all)")
     p.add_argument("--no-freeze", dest="freeze_backbone", action="store_false", help="also train the backbone")
     p.add_argument("--ftt-stages", type=int, default=3)
@@ -83,11 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="default: the checkpoint's calibrated threshold")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    _add_hub_args(p)
 
     p = sub.add_parser("predict", help="P(fake) for image files")
     p.add_argument("--model", required=True, metavar="DIR_OR_HUB_ID")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--device", default="auto")
+    _add_hub_args(p)
+
+    p = sub.add_parser("push", help="upload a checkpoint with a generated model card to the Hugging Face Hub")
+    p.add_argument("--model", required=True, metavar="DIR", help="checkpoint directory (pretrain/finetune --out)")
+    p.add_argument("--repo-id", required=True, metavar="USER/NAME")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", metavar="BRANCH", help="commit to this branch (created when missing)")
+    p.add_argument("--token", help="default: $HF_TOKEN, then `hf auth login` (a flag shows in the process list)")
+    p.add_argument("--commit-message")
+    p.add_argument("--dry-run", action="store_true", help="print the files that would be uploaded; no network")
+
+    p = sub.add_parser("pull", help="download a checkpoint from the Hugging Face Hub")
+    p.add_argument("--repo-id", required=True, metavar="USER/NAME")
+    p.add_argument("--out", metavar="DIR", help="copy the files here (default: leave them in the Hub cache)")
+    p.add_argument("--revision", help="branch, tag or commit (default: main)")
+    p.add_argument("--cache-dir", metavar="DIR", help="Hub cache directory (default: $HF_HUB_CACHE)")
+    p.add_argument("--token", help="for private repos; default: $HF_TOKEN, then `hf auth login`")
     return parser
 
 
@@ -119,7 +150,7 @@ def _train_config(args, stage: str):
     if stage == "pretrain":
         keys += ["backbone"]
     else:
-        keys += ["backbone_from", "shots", "freeze_backbone", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
+        keys += ["backbone_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
                  "se_on_expanded", "cutout", "cutout_holes", "cutout_scale"]
     kw = {k: getattr(args, k) for k in keys}
     kw = {k: v for k, v in kw.items() if v is not None}
@@ -174,7 +205,7 @@ def _cmd_evaluate(args) -> int:
     from .metrics import jsonable
     from .train import TrainConfig, load_split
     device = setup(args.device)
-    model = load_model(args.model, device=device)
+    model = load_model(args.model, device=device, **_hub_kwargs(args))
     cfg = TrainConfig(data=args.data, hf_dataset=args.hf_dataset, image_column=args.image_column,
                       label_column=args.label_column, real_label=args.real_label, fake_label=args.fake_label)
     data = load_split(cfg, args.split, args.limit)
@@ -195,7 +226,7 @@ def _cmd_predict(args) -> int:
     from .distributed import setup
     from .inference import predict_arrays
     device = setup(args.device)
-    model = load_model(args.model, device=device)
+    model = load_model(args.model, device=device, **_hub_kwargs(args))
     thr = float(model.threshold)
     status = 0
     for path in args.images:
@@ -209,19 +240,57 @@ def _cmd_predict(args) -> int:
     return status
 
 
+def _hub_kwargs(args) -> dict:
+    """revision/cache_dir/token for load_model; only the ones given (a local --model ignores them)."""
+    kw = {k: getattr(args, k, None) for k in ("revision", "cache_dir", "token")}
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def _size(n: int) -> str:
+    return f"{n:,} B" if n < 10_000 else f"{n / 1e6:,.1f} MB"
+
+
+def _cmd_push(args) -> int:
+    from .hub import push
+    r = push(args.model, args.repo_id, private=args.private, revision=args.revision, token=args.token,
+             commit_message=args.commit_message, dry_run=args.dry_run)
+    files = r.files
+    total = sum(f["size"] for f in files)
+    head = "dry run: would push" if r.dry_run else "pushed"
+    print(f"{head} {len(files)} files ({_size(total)}) to {r.repo_id} (branch {r.revision or 'main'}"
+          f"{', private' if r.private else ''})")
+    for f in files:
+        print(f"  {f['path']:<20}{_size(f['size']):>12}")
+    if r.dry_run:
+        print("token: found" if r.token_found else "token: none found (a real push needs --token, HF_TOKEN "
+                                                   "or `hf auth login`)")
+    else:
+        print(f"commit: {r.commit_url}")
+    return 0
+
+
+def _cmd_pull(args) -> int:
+    from .hub import pull
+    path = pull(args.repo_id, out=args.out, revision=args.revision, token=args.token, cache_dir=args.cache_dir)
+    print(path)
+    return 0
+
+
 COMMANDS = {"models": _cmd_models, "pretrain": _cmd_train, "finetune": _cmd_train,
-            "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+            "evaluate": _cmd_evaluate, "predict": _cmd_predict, "push": _cmd_push, "pull": _cmd_pull}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .data import DataError
+    from .hub import HubError, redact
     from .models import CheckpointError
     from .train import TrainingError
     try:
         return COMMANDS[args.command](args)
-    except (DataError, CheckpointError, TrainingError, ValueError, FileNotFoundError, PermissionError) as e:
+    except (DataError, CheckpointError, TrainingError, HubError, ValueError, FileNotFoundError, PermissionError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = redact(msg, getattr(args, "token", None), limit=None)  # a --token never reaches the terminal or a log
         print(f"fdftnet: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

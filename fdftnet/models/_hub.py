@@ -51,11 +51,11 @@ def resolve_file(
                                local_files_only=local_files_only, force_download=force_download)
     except RepositoryNotFoundError:
         raise CheckpointError(f"Hub repo {model_id!r} not found (or private: pass a token)") from None
-    except EntryNotFoundError:
-        raise CheckpointError(f"Hub repo {model_id!r} is not an fdftnet model: it has no {filename}") from None
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError in huggingface_hub 2.x: catch it first
         raise CheckpointError(f"{model_id!r} is neither a local directory nor in the Hub cache, "
                               f"and the Hub cannot be reached (offline?)") from None
+    except EntryNotFoundError:
+        raise CheckpointError(f"Hub repo {model_id!r} is not an fdftnet model: it has no {filename}") from None
     except HfHubHTTPError as e:
         raise CheckpointError(f"Hub error for {model_id!r}: {str(e).splitlines()[0]}") from None
     except ValueError as e:  # malformed repo id
@@ -92,6 +92,16 @@ class HubModel(PyTorchModelHubMixin):
         config = dict(config if config is not None else (self._hub_mixin_config or {}))
         config.update(model_type=self.model_type, format_version=FORMAT_VERSION)
         return super().save_pretrained(save_directory, config=config, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, force_download: bool = False, token=None,
+                        cache_dir=None, local_files_only: bool = False, revision: str | None = None, **model_kwargs):
+        """The mixin's from_pretrained, after checking config.json ourselves (one-line errors, fast offline)."""
+        read_config(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir, token=token,
+                    local_files_only=local_files_only, force_download=force_download)
+        return super().from_pretrained(pretrained_model_name_or_path, force_download=force_download, token=token,
+                                       cache_dir=cache_dir, local_files_only=local_files_only, revision=revision,
+                                       **model_kwargs)
 
     @property
     def config(self) -> dict:

@@ -1,0 +1,303 @@
+"""Model cards: the README.md (YAML metadata + text) and roc.svg that go with a checkpoint on the Hub.
+
+Everything comes from files already in the checkpoint directory: config.json (architecture), training.json
+(written by training: settings, provenance, validation metrics) and, when present, eval.json (written by
+`fdftnet evaluate --json`, shown as the test result). No token or other secret is ever read here.
+
+    text = render_model_card("runs/sq-ft", repo_id="user/fdftnet-squeezenet-dfdc")
+    write_model_card("runs/sq-ft")   # README.md + roc.svg in place, each written atomically
+"""
+import json
+import math
+import os
+import re
+import uuid
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import yaml
+
+from .models import BaselineDetector, FDFtNet, read_config
+
+__all__ = ["render_model_card", "write_model_card", "card_metadata", "render_roc_svg", "hub_id_or_none"]
+
+MODEL_CLASSES = {"fdftnet": FDFtNet, "baseline": BaselineDetector}
+ROC_NAME = "roc.svg"
+EVAL_NAME = "eval.json"
+# (key in our metrics dicts, model-index metric type, display name)
+METRICS = (("acc", "accuracy", "ACC"), ("auroc", "roc_auc", "AUROC"), ("ap", "average_precision", "AP"),
+           ("eer", "eer", "EER"))
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
+
+
+def hub_id_or_none(value) -> str | None:
+    """`value` if it reads as a Hub repo id ("owner/name") rather than a local path, else None."""
+    if not isinstance(value, str) or not _HUB_ID.match(value) or value.endswith((".", "-")):
+        return None
+    if os.path.exists(value):  # "runs/sq" beside the cwd is a directory, not a Hub repo
+        return None
+    return value
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _fmt(v, digits: int = 4) -> str:
+    v = _num(v)
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _load(model_dir: str | Path) -> tuple[dict, dict, dict]:
+    """(config, training, eval) of a local checkpoint; the last two are {} when absent."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ValueError(f"{model_dir} is not a checkpoint directory")
+    config = read_config(model_dir)  # CheckpointError for anything that is not an fdftnet checkpoint
+    return config, _read_json(model_dir / "training.json"), _read_json(model_dir / EVAL_NAME)
+
+
+def _dataset_of(train_cfg: dict, info: dict) -> tuple[str | None, str | None]:
+    """(what to show, Hub dataset id or None) for the training data."""
+    if train_cfg.get("hf_dataset"):
+        data = train_cfg["hf_dataset"]
+        return data, (None if info.get("data_source") == "local" else hub_id_or_none(data))
+    data = train_cfg.get("data") or info.get("data")
+    return data, None  # --data is always a local image-folder root
+
+
+def _base_model_of(info: dict) -> tuple[str | None, str | None, str | None]:
+    """(base model as recorded, its Hub id or None, its revision or None)."""
+    base = info.get("base_model")
+    if not base:
+        return None, None, None
+    source = info.get("base_model_source")
+    hub_id = None if source == "local" else (base if source == "hub" else hub_id_or_none(base))
+    return base, hub_id, info.get("base_model_revision")
+
+
+def _results(training: dict, evaluation: dict) -> list[tuple[str, str | None, dict]]:
+    """[(split, data, metrics)] for the validation metrics of training and the test metrics of eval.json."""
+    out = []
+    info, cfg = training.get("info") or {}, training.get("train_config") or {}
+    if isinstance(training.get("validation"), dict):
+        out.append((info.get("val_split") or cfg.get("val_split") or "validation", _dataset_of(cfg, info)[0],
+                    training["validation"]))
+    if evaluation and any(_num(evaluation.get(k)) is not None for k, _, _ in METRICS):
+        out.append((evaluation.get("split") or "test", evaluation.get("data"), evaluation))
+    return out
+
+
+def card_metadata(model_dir: str | Path, repo_id: str | None = None) -> dict:
+    """The card's YAML metadata as a dict: library, licence, tags, datasets, base_model, model-index."""
+    config, training, evaluation = _load(model_dir)
+    cls = MODEL_CLASSES[config["model_type"]]
+    card_data = cls._hub_mixin_info.model_card_data.to_dict()
+    info, train_cfg = training.get("info") or {}, training.get("train_config") or {}
+    tags = [t for t in card_data.get("tags", []) if t not in ("model_hub_mixin", "pytorch_model_hub_mixin")]
+    tags += [t for t in ("pytorch", f"backbone-{config.get('backbone')}") if t not in tags]
+    meta = {"library_name": "fdftnet", "license": card_data.get("license", "mit"),
+            "pipeline_tag": "image-classification", "tags": tags}
+    data_ids = [d for d in (_dataset_of(train_cfg, info)[1], hub_id_or_none(evaluation.get("data"))) if d]
+    if data_ids:
+        meta["datasets"] = list(dict.fromkeys(data_ids))
+    _, base_id, _ = _base_model_of(info)
+    if base_id:
+        meta["base_model"] = base_id
+    results = []
+    for split, data, m in _results(training, evaluation):
+        metrics = [{"type": t, "value": _num(m.get(k)), "name": name}
+                   for k, t, name in METRICS if _num(m.get(k)) is not None]
+        if not metrics:
+            continue
+        hub_data = hub_id_or_none(data)
+        dataset = {"name": hub_data or (Path(str(data)).name if data else "unknown"),
+                   "type": hub_data or "imagefolder", "split": split}
+        results.append({"task": {"type": "image-classification", "name": "Fake face detection"},
+                        "dataset": dataset, "metrics": metrics})
+    if results:
+        name = repo_id.split("/")[-1] if repo_id else Path(model_dir).resolve().name
+        meta["model-index"] = [{"name": name, "results": results}]
+    return meta
+
+
+def render_roc_svg(curves: list[tuple[str, list[float], list[float]]], size: int = 320) -> str:
+    """A self-contained SVG ROC plot: one polyline per (label, fpr, tpr), axes, chance diagonal, legend."""
+    pad, w = 44, size - 60  # left/bottom margin for labels; plot area is w x w
+    x0, y0 = pad, 16
+
+    def pt(fx: float, ty: float) -> str:
+        return f"{x0 + fx * w:.1f},{y0 + (1 - ty) * w:.1f}"
+
+    colours = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
+             f'viewBox="0 0 {size} {size}" font-family="sans-serif" font-size="11">',
+             f'<rect width="{size}" height="{size}" fill="white"/>',
+             f'<rect x="{x0}" y="{y0}" width="{w}" height="{w}" fill="none" stroke="#333"/>',
+             f'<polyline points="{pt(0, 0)} {pt(1, 1)}" fill="none" stroke="#999" stroke-dasharray="4 3"/>']
+    for t in (0.0, 0.5, 1.0):
+        parts.append(f'<text x="{x0 + t * w:.1f}" y="{y0 + w + 14}" text-anchor="middle">{t:g}</text>')
+        parts.append(f'<text x="{x0 - 6}" y="{y0 + (1 - t) * w + 4:.1f}" text-anchor="end">{t:g}</text>')
+    parts.append(f'<text x="{x0 + w / 2:.1f}" y="{y0 + w + 30}" text-anchor="middle">False positive rate</text>')
+    parts.append(f'<text x="12" y="{y0 + w / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {y0 + w / 2:.1f})">True positive rate</text>')
+    for i, (label, fpr, tpr) in enumerate(curves):
+        c = colours[i % len(colours)]
+        points = " ".join(pt(min(max(f, 0.0), 1.0), min(max(t, 0.0), 1.0)) for f, t in zip(fpr, tpr))
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{c}" stroke-width="2"/>')
+        ly = y0 + w - 12 - 16 * (len(curves) - 1 - i)
+        parts.append(f'<line x1="{x0 + w - 130}" y1="{ly - 4}" x2="{x0 + w - 114}" y2="{ly - 4}" '
+                     f'stroke="{c}" stroke-width="2"/>')
+        parts.append(f'<text x="{x0 + w - 110}" y="{ly}">{escape(label)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def _roc_curves(training: dict, evaluation: dict) -> list[tuple[str, list[float], list[float]]]:
+    curves = []
+    for split, _, m in _results(training, evaluation):
+        roc = m.get("roc") or {}
+        fpr, tpr = roc.get("fpr") or [], roc.get("tpr") or []
+        if len(fpr) >= 2 and len(fpr) == len(tpr):
+            curves.append((f"{split} (AUROC {_fmt(m.get('auroc'), 3)})", fpr, tpr))
+    return curves
+
+
+def render_roc(model_dir: str | Path) -> str | None:
+    """roc.svg text for a checkpoint, or None when it has no ROC points (no training.json / eval.json)."""
+    _, training, evaluation = _load(model_dir)
+    curves = _roc_curves(training, evaluation)
+    return render_roc_svg(curves) if curves else None
+
+
+def _table(rows: list[tuple[str, str]]) -> list[str]:
+    return ["| setting | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+
+
+def _training_rows(config: dict, training: dict) -> list[tuple[str, str]]:
+    cfg, info = training.get("train_config") or {}, training.get("info") or {}
+    history = training.get("history") or []
+    rows = [("stage", cfg.get("stage") or info.get("stage")),
+            ("optimizer", cfg.get("optimizer")), ("learning rate", cfg.get("lr")),
+            ("weight decay", cfg.get("weight_decay")), ("batch size", cfg.get("batch_size")),
+            ("epochs run", f"{len(history)} of at most {cfg.get('epochs')}" if history else None),
+            ("best epoch", training.get("best_epoch")),
+            ("early stopping", f"{cfg.get('monitor')}, patience {cfg.get('patience')}" if cfg.get("monitor") else None),
+            ("shots per class", cfg.get("shots") if cfg.get("shots") is not None else ("all" if cfg else None)),
+            ("seed", cfg.get("seed"))]
+    if config["model_type"] == "fdftnet":
+        rows += [("backbone frozen", config.get("freeze_backbone")),
+                 ("FTT stages (M)", config.get("ftt_stages") if config.get("use_ftt", True) else "none (ablation)"),
+                 ("MBblockV3 blocks (N)", config.get("mb_blocks"))]
+    if cfg.get("augment"):
+        cut = (f"yes: α = {cfg.get('cutout_holes')} holes, β = {cfg.get('cutout_scale')}"
+               if cfg.get("cutout") else "no")
+        rows += [("augmentation", "yes"), ("cutout", cut)]
+    elif cfg:
+        rows.append(("augmentation", "no"))
+    return [(k, f"`{v}`" if isinstance(v, (int, float, bool)) else str(v)) for k, v in rows if v is not None]
+
+
+def render_model_card(model_dir: str | Path, repo_id: str | None = None) -> str:
+    """README.md text for a checkpoint directory: YAML metadata, usage, results, ROC, training, provenance.
+
+    Args:
+        model_dir: a local checkpoint directory (config.json required; training.json and eval.json optional).
+        repo_id: the Hub id the card is for (used in the usage snippet); default: the local directory.
+    """
+    config, training, evaluation = _load(model_dir)
+    meta = card_metadata(model_dir, repo_id)
+    info, train_cfg = training.get("info") or {}, training.get("train_config") or {}
+    where = repo_id or str(model_dir)
+    title = repo_id.split("/")[-1] if repo_id else Path(model_dir).resolve().name
+    cls = "FDFtNet" if config["model_type"] == "fdftnet" else "BaselineDetector"
+    backbone = config.get("backbone")
+    what = (f"an FDFtNet fake-face detector (Fine-Tune Transformer + MBblockV3 head on a "
+            f"{'frozen' if config.get('freeze_backbone', True) else 'fine-tuned'} `{backbone}` backbone)"
+            if cls == "FDFtNet" else f"a baseline fake-face detector (`{backbone}` backbone with its own head)")
+    info_mixin = MODEL_CLASSES[config["model_type"]]._hub_mixin_info
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
+             f"# {title}", "",
+             f"This is {what}, from the [fdftnet]({info_mixin.repo_url}) package, a PyTorch implementation of "
+             f"[FDFtNet: Facing Off Fake Images using Fake Detection Fine-tuning Network]({info_mixin.paper_url}) "
+             f"(Jeon, Bang, Woo, IFIP SEC 2020). It outputs P(fake) for a 64x64 RGB face crop.", "",
+             "## Usage", "", "```python",
+             f"from fdftnet import {cls}", "",
+             f'model = {cls}.from_pretrained("{where}")   # eval mode, CPU',
+             "p_fake = model.predict_proba(x)   # x: (B, 3, 64, 64) float tensor in [0, 1]",
+             "is_fake = p_fake >= model.threshold   # threshold calibrated on the validation split", "```", "",
+             "From the command line:", "", "```bash",
+             f"fdftnet predict --model {where} face1.png face2.jpg",
+             f"fdftnet evaluate --model {where} --data DATA_ROOT --split test"]
+    if repo_id:
+        lines.append(f"fdftnet pull --repo-id {repo_id} --out {title}")
+    lines += ["```", ""]
+
+    results = _results(training, evaluation)
+    if results:
+        lines += ["## Results", "", "| split | data | images | ACC | AUROC | AP | EER |", "|---|---|---|---|---|---|---|"]
+        for split, data, m in results:
+            lines.append(f"| {split} | {data or 'n/a'} | {m.get('n', 'n/a')} | "
+                         + " | ".join(_fmt(m.get(k)) for k, _, _ in METRICS) + " |")
+        lines += ["", "ACC is at the model's calibrated threshold; EER is the equal error rate (lower is better).", ""]
+        if _roc_curves(training, evaluation):
+            lines += ["![ROC curve](roc.svg)", ""]
+
+    if training:
+        lines += ["## Training", ""] + _table(_training_rows(config, training)) + [""]
+
+    data, _ = _dataset_of(train_cfg, info)
+    base, _, base_rev = _base_model_of(info)
+    prov = []
+    if base:
+        prov.append(f"- base model (pretrained backbone): `{base}`" + (f" at revision `{base_rev}`" if base_rev else ""))
+    elif info.get("stage") == "pretrain":
+        prov.append(f"- trained from scratch (`{backbone}` backbone, seed {train_cfg.get('seed')})")
+    if data:
+        split = info.get("train_split") or train_cfg.get("train_split")
+        prov.append(f"- data: `{data}`" + (f", split `{split}`" if split else ""))
+    if info.get("train_counts"):
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(info["train_counts"].items()))
+        shots = info.get("shots", train_cfg.get("shots"))
+        prov.append(f"- training images: {counts}" + (f" ({shots} shots per class, seed {info.get('seed')})"
+                                                      if shots is not None else ""))
+    if prov:
+        lines += ["## Provenance", ""] + prov + [""]
+
+    lines += ["## Intended use and limitations", "",
+              "Research on detecting manipulated or generated face images. A detector trained on one family of "
+              "generators or datasets often fails on others; validate on your own data before relying on it.", ""]
+    mentions = " ".join(str(x) for x in (data, base, evaluation.get("data"), info.get("data")) if x)
+    if "dfdc" in mentions.lower():
+        lines += ["**Research use only.** These weights were trained or evaluated on the Deepfake Detection "
+                  "Challenge (DFDC) dataset, whose terms allow non-commercial research use only; the same "
+                  "restriction applies to these weights.", ""]
+    return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_model_card(model_dir: str | Path, repo_id: str | None = None) -> Path:
+    """Write README.md (and roc.svg when there are ROC points) into a checkpoint directory; returns README.md."""
+    model_dir = Path(model_dir)
+    text = render_model_card(model_dir, repo_id)
+    roc = render_roc(model_dir)
+    if roc is not None:
+        _write_atomic(model_dir / ROC_NAME, roc)  # before the card that links to it
+    _write_atomic(model_dir / "README.md", text)
+    return model_dir / "README.md"
