@@ -264,7 +264,9 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None) -> str:
     if data:
         split = info.get("train_split") or train_cfg.get("train_split")
         prov.append(f"- data: `{data}`" + (f", split `{split}`" if split else ""))
-    if info.get("train_counts"):
+    if info.get("train_counts") == "streamed":
+        prov.append("- training images: streamed (not loaded whole)")
+    elif info.get("train_counts"):
         counts = ", ".join(f"{v} {k}" for k, v in sorted(info["train_counts"].items()))
         shots = info.get("shots", train_cfg.get("shots"))
         prov.append(f"- training images: {counts}" + (f" ({shots} shots per class, seed {info.get('seed')})"

@@ -12,6 +12,7 @@ Every expected failure (bad data, bad checkpoint, bad flag value) is one line on
 """
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["main", "build_parser"]
@@ -293,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         msg = redact(msg, getattr(args, "token", None), limit=None)  # a --token never reaches the terminal or a log
         print(f"fdftnet: error: {msg}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a collective broke because another rank died
+            print(f"fdftnet: error: rank {os.environ.get('RANK', '?')} stopped: another process failed "
+                  f"(see its error above)", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("fdftnet: interrupted (a training run continues with --resume)", file=sys.stderr)
         return 130

@@ -22,6 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import distributed as dist
+from .card import write_model_card
+from .hub import source_info
 from .checkpoint import has_checkpoint, load_model, read_resume_state, save_checkpoint, save_resume_state
 from .data import AugmentConfig, Batches, ImageSet, load_hf_dataset, load_image_folder, sample_shots
 from .inference import predict_tensor
@@ -57,7 +59,9 @@ class TrainConfig:
     backbone: str = "xception"          # registered backbone (pretrain)
     init_from: str | None = None        # pretrain stage: start from this baseline checkpoint (transfer baselines)
     head_only: bool = False             # pretrain stage: train only the classification head (linear-probe baseline)
-    backbone_from: str | None = None    # baseline checkpoint FDFtNet is built on (finetune)
+    backbone_from: str | None = None    # baseline checkpoint FDFtNet is built on (finetune): a directory or Hub id
+    backbone_revision: str | None = None  # Hub branch/tag/commit of backbone_from
+    cache_dir: str | None = None        # Hub cache for backbone_from (default: $HF_HUB_CACHE)
     freeze_backbone: bool = True        # paper: frozen is best; authors' notebooks also ran unfrozen
     ftt_stages: int = 3                 # M in the paper
     ftt_channels: tuple[int, ...] = (32, 64, 128)  # paper Table 2
@@ -204,14 +208,18 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     yield {"type": "start", "epochs": cfg.epochs, "steps": steps, "start_epoch": state["epoch"], "device": device,
            "n_train": len(train) if isinstance(train, ImageSet) else None, "n_val": len(val), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     stopped_early = False
+    samples = dist.SampleLog()  # FDFTNET_DEBUG_SAMPLES=DIR: what each rank trained on (tests)
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
-        torch.manual_seed(cfg.seed * 1009 + epoch)  # dropout masks: reproducible, also after a resume
+        # dropout masks: reproducible, also after a resume; DDP: each rank its own (rank 0 = one process)
+        torch.manual_seed(cfg.seed * 1009 + epoch + 1_000_003 * dist.rank())
         net.train()
         tot_loss, tot_correct, tot_n = 0.0, 0.0, 0.0
         opt.zero_grad(set_to_none=True)
         batches.set_epoch(epoch)
+        pending = False  # gradients accumulated since the last optimizer step
         for step, (x, y) in enumerate(batches):
+            samples.add(epoch, x)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 logits = net(x)
             loss = F.cross_entropy(logits.float(), y)
@@ -219,13 +227,19 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
                 raise TrainingError(f"the loss became nan at epoch {epoch + 1}, step {step + 1}; "
                                     f"the last good checkpoint is kept in {out} (try a lower --lr)")
             (loss / cfg.grad_accum).backward()
+            pending = True
             if (step + 1) % cfg.grad_accum == 0 or (steps is not None and step + 1 == steps):
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                pending = False
             tot_loss += loss.item() * len(y)
             tot_correct += (logits.argmax(1) == y).sum().item()
             tot_n += len(y)
             yield {"type": "step", "epoch": epoch + 1, "step": step + 1, "steps": steps, "loss": loss.item()}
+        if pending:  # a stream's last micro-batches (its length is unknown): every rank has the same count
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        samples.write()
         tot_loss, tot_correct, tot_n = dist.all_reduce_sum([tot_loss, tot_correct, tot_n], device)
         val_m, val_y, val_p = _validate(net, val, device, cfg.batch_size)
         lr = opt.param_groups[0]["lr"]
@@ -248,6 +262,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
                 record = {"train_config": asdict(cfg), "info": info, "best_epoch": epoch + 1,
                           "validation": jsonable(val_full), "history": state["history"]}
                 save_checkpoint(model, out, extra_json={"training.json": record})
+                write_model_card(out)
         else:
             state["bad_epochs"] += 1
         if dist.is_main():
@@ -320,12 +335,13 @@ def build_fdftnet(cfg: TrainConfig) -> tuple[FDFtNet, dict]:
     """FDFtNet on the baseline checkpoint cfg.backbone_from, as configured; plus provenance of that base."""
     if not cfg.backbone_from:
         raise ValueError("finetune needs a baseline checkpoint: --backbone-from DIR_OR_HUB_ID")
-    base = load_model(cfg.backbone_from, expect="baseline")
+    hub = dict(revision=cfg.backbone_revision, cache_dir=cfg.cache_dir)  # the token: HF_TOKEN or the login cache
+    base = load_model(cfg.backbone_from, expect="baseline", **hub)
     torch.manual_seed(cfg.seed)  # the new FTT/MBblockV3 weights depend only on the seed
     model = FDFtNet.from_baseline(base, ftt_stages=cfg.ftt_stages, ftt_channels=list(cfg.ftt_channels),
                                   use_ftt=cfg.use_ftt, mb_blocks=cfg.mb_blocks, se_on_expanded=cfg.se_on_expanded,
                                   freeze_backbone=cfg.freeze_backbone)
-    return model.train(), {"base_model": str(cfg.backbone_from), "backbone": base.backbone_name}
+    return model.train(), {**source_info(cfg.backbone_from, **hub), "backbone": base.backbone_name}
 
 
 def finetune(cfg: TrainConfig) -> Iterator[dict]:

@@ -13,3 +13,4 @@ from .images import (
     to_uint8_tensor,
 )
 from .loader import CLASS_NAMES, FAKE, REAL, Batches, ImageSet, sample_shots, seeded_subset
+from .stream import StreamBatches
