@@ -1,0 +1,87 @@
+"""Where a detector looked, and what its output means: FTT attention or Grad-CAM maps, overlays, verdicts.
+
+FDFtNet with an FTT shows the attention its first FTT stage pays to each 2x2 patch (32x32 map).
+Other models (baselines, the no-FTT ablation) get Grad-CAM (Selvaraju et al., ICCV 2017,
+https://arxiv.org/abs/1610.02391) on the backbone's last feature map, for the fake-vs-real logit margin.
+Gradients are taken with `torch.autograd.grad` w.r.t. the feature map only, so no parameter `.grad`
+is touched and a shared read-only model can explain images from several threads at once.
+
+    heat, method = heatmap(model, arrays)          # (B, 64, 64) float in [0, 1], "FTT attention"
+    shown = overlay(arrays[0], heat[0])            # (64, 64, 3) uint8
+    verdict, confidence = decide(0.93, threshold=0.41)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import to_tensor
+
+__all__ = ["heatmap", "grad_cam", "overlay", "enlarge", "decide"]
+
+
+def _normalise(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(B, h, w) -> (B, H, W) float32 in [0, 1], per-map min-max (a flat map becomes 0)."""
+    maps = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    lo = maps.amin((1, 2), keepdim=True)
+    hi = maps.amax((1, 2), keepdim=True)
+    return ((maps - lo) / (hi - lo).clamp_min(1e-12)).numpy().astype(np.float32)
+
+
+def grad_cam(model, x: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) Grad-CAM of the fake-minus-real logit on the backbone's feature map, for x (B, 3, H, W) float."""
+    model.eval()
+    with torch.inference_mode(False), torch.enable_grad():
+        feats = model.backbone.forward_features(x).detach().requires_grad_(True)  # (B, C, h, w)
+        if hasattr(model, "head"):  # FDFtNet: MBblockV3 head (+ FTT) then fc
+            z = model.head(feats)
+            if getattr(model, "ftt", None) is not None:
+                z = z + model.ftt(x)
+            logits = model.fc(z)
+        else:  # BaselineDetector: the backbone's own classifier head
+            logits = model.backbone.forward_head(feats)
+        margin = (logits[:, 1] - logits[:, 0]).sum()
+        (grads,) = torch.autograd.grad(margin, feats)  # (B, C, h, w)
+    weights = grads.mean((2, 3), keepdim=True)  # (B, C, 1, 1): channel importance
+    return F.relu((weights * feats.detach()).sum(1))  # (B, h, w)
+
+
+def heatmap(model, arrays: np.ndarray) -> tuple[np.ndarray, str]:
+    """(B, H, W) float maps in [0, 1] for uint8 images (B, H, W, 3), and the method's name."""
+    x = to_tensor(np.asarray(arrays)).to(next(model.parameters()).device)  # (B, 3, H, W) in [0, 1]
+    size = tuple(x.shape[-2:])
+    attn = model.attention_heatmap(x) if hasattr(model, "attention_heatmap") else None
+    if attn is not None:
+        return _normalise(attn.detach().cpu(), size), "FTT attention"
+    return _normalise(grad_cam(model, x).detach().cpu(), size), "Grad-CAM"
+
+
+def _jet(t: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> (..., 3) float RGB in [0, 1] (blue -> cyan -> yellow -> red)."""
+    return np.clip(1.5 - np.abs(4 * t[..., None] - np.array([3.0, 2.0, 1.0])), 0, 1)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a colour-mapped (H, W) map in [0, 1] onto an (H, W, 3) uint8 image -> uint8."""
+    colour = _jet(np.clip(heat, 0, 1)) * 255
+    out = (1 - alpha) * image.astype(np.float32) + alpha * colour
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def enlarge(image: np.ndarray, scale: int = 4) -> np.ndarray:
+    """Nearest-neighbour upscaling, so a 64x64 input is seen pixel for pixel on a screen."""
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
+def decide(p_fake: float, threshold: float = 0.5) -> tuple[str, float]:
+    """("fake" | "real", confidence in [0, 1]): the verdict at `threshold` and how far p is from it.
+
+    Confidence is the distance to the threshold relative to the room on that side, so p = 1 (or 0)
+    is 100% and p = threshold is 0%, whatever the calibrated threshold is.
+    """
+    t = min(max(float(threshold), 1e-6), 1 - 1e-6)
+    p = float(p_fake)
+    if p >= t:
+        return "fake", min(1.0, (p - t) / (1 - t))
+    return "real", min(1.0, (t - p) / t)

@@ -1,0 +1,136 @@
+"""Compare tab: baseline vs FDFtNet from bench/results/*.json and this session's runs; a robustness sweep.
+
+bench/results/*.json: {"runs": [{"backbone", "variant", "dataset", "shots", "seed",
+"metrics": compute_metrics(...) dict, "history": [{"epoch", "train_loss", "val_loss", "val_acc", "val_auroc"}]}]}
+(a bare list of runs is read too). Every file in the folder is read; a run without "metrics" is skipped.
+"""
+import json
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from fdftnet.data import load_image_folder
+from fdftnet.robustness import CORRUPTIONS, sweep
+
+from . import plots
+from . import state as st
+
+ALL = "all"
+
+
+def load_runs(root: str | None = None) -> tuple[list[dict], list[str]]:
+    """(runs, problems) from every *.json under bench/results (or FDFTNET_RESULTS)."""
+    root = Path(root or os.environ.get("FDFTNET_RESULTS", "bench/results"))
+    runs, problems = [], []
+    for f in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            data = json.loads(f.read_text())
+            found = data.get("runs", []) if isinstance(data, dict) else data
+            runs += [dict(r, source=f.name) for r in found
+                     if isinstance(r, dict) and isinstance(r.get("metrics"), dict)]
+        except (OSError, ValueError, AttributeError, TypeError) as e:
+            problems.append(f"{f.name}: {type(e).__name__}")
+    return runs, problems
+
+
+def _all_runs(session: dict | None) -> tuple[list[dict], str]:
+    runs, problems = load_runs()
+    note = "" if runs else "No benchmark results yet (bench/results/*.json). "
+    note += f"**Unreadable:** {', '.join(problems)}. " if problems else ""
+    mine = [dict(r, source="this session") for r in (session or {}).get("runs", [])]
+    return runs + mine, note + f"{len(runs)} benchmark runs, {len(mine)} from this session."
+
+
+def _run_label(i: int, r: dict) -> str:
+    return (f"{i}: {r.get('dataset', '?')} · {r.get('backbone', '?')} · {r.get('variant', '?')} · "
+            f"{r.get('shots')} shots · seed {r.get('seed')}")
+
+
+def refresh(session: dict, dataset: str, shots: str):
+    """Dropdown choices and the overview figures for the chosen dataset and shots."""
+    runs, note = _all_runs(session)
+    datasets = sorted({str(r.get("dataset")) for r in runs})
+    dataset = dataset if dataset in datasets else (datasets[0] if datasets else None)
+    in_ds = [r for r in runs if str(r.get("dataset")) == dataset]
+    shot_values = [ALL] + [str(s) for s in sorted({r.get("shots") for r in in_ds if r.get("shots") is not None})]
+    shots = shots if shots in shot_values else shot_values[-1]
+    sel = [r for r in in_ds if shots == ALL or str(r.get("shots")) == shots]
+    labels = [_run_label(i, r) for i, r in enumerate(runs)]
+    return (gr.update(choices=datasets, value=dataset), gr.update(choices=shot_values, value=shots),
+            gr.update(choices=labels, value=labels[-1] if labels else None),
+            plots.roc_curves(sel), plots.metric_bars(sel), plots.shots_curve(in_ds), note)
+
+
+def show_run(label: str, session: dict):
+    runs, _ = _all_runs(session)
+    try:
+        run = runs[int(str(label).split(":")[0])]
+    except (ValueError, IndexError):
+        return plots.empty("pick a run"), plots.empty("pick a run")
+    title = _run_label(0, run).split(": ", 1)[1]
+    hist = plots.training_curves(run.get("history") or [], title) if run.get("history") else plots.empty("no history")
+    return hist, plots.confusion(run.get("metrics", {}).get("confusion"), title)
+
+
+def _sweep_models(session: dict) -> list[tuple[str, str]]:
+    out = st.model_choices(session)
+    return out + [(f"base of {m['label'].split(':')[0]}", m["base"]) for m in (session or {}).get("models", [])]
+
+
+@st.guard
+def run_sweep(chosen: list, root: str, split: str, limit: float, kinds: list, session: dict, progress=gr.Progress()):
+    if not chosen:
+        raise ValueError("pick at least one model")
+    if not (root or "").strip():
+        raise ValueError("type a dataset folder holding SPLIT/real and SPLIT/fake (or fine-tune first)")
+    data = load_image_folder(root.strip(), (split or "test").strip(), limit=int(limit))
+    names = {v: lab for lab, v in _sweep_models(session)}
+    models = {names.get(v, v): st.get_model(v) for v in chosen}
+    res = sweep(models, data, kinds=kinds or None, callback=lambda d, t: progress(d / t, desc="robustness sweep"))
+    return plots.robustness(res), f"{len(data)} images from {root}/{split}: {data.counts()}"
+
+
+def session_changed(session: dict, root: str, split: str, chosen: list):
+    """New session models join the sweep's choices; the latest hold-out fills an empty dataset box."""
+    models = (session or {}).get("models", [])
+    if models and not (root or "").strip():
+        root, split = models[-1]["data"], "validation"
+    return gr.update(choices=_sweep_models(session), value=chosen), root, split
+
+
+def render(session: gr.State, demo: gr.Blocks) -> None:
+    note = gr.Markdown(_all_runs(None)[1])
+    with gr.Row():
+        dataset = gr.Dropdown([], label="dataset")
+        shots = gr.Dropdown([], label="shots per class")
+        refresh_btn = gr.Button("Refresh", scale=0)
+    with gr.Row():
+        roc, bars = gr.Plot(label="ROC"), gr.Plot(label="ACC / AUROC")
+    shots_fig = gr.Plot(label="accuracy vs shots")
+    run = gr.Dropdown([], label="run: training curves and confusion matrix")
+    with gr.Row():
+        hist, conf = gr.Plot(label="training curves"), gr.Plot(label="confusion matrix")
+    gr.Markdown("### Robustness sweep: AUROC under JPEG, blur, down-scaling and noise")
+    with gr.Row():
+        default = [v for _, v in st.model_choices(None) if v in (st.DEFAULT, st.DEFAULT_BASELINE)]
+        chosen = gr.CheckboxGroup(_sweep_models(None), value=default if st.discover()["default"]["fdftnet"] else [],
+                                  label="models")
+        kinds = gr.CheckboxGroup(list(CORRUPTIONS), value=list(CORRUPTIONS), label="corruptions")
+    with gr.Row():
+        root = gr.Textbox(label="dataset folder (ROOT/SPLIT/real, ROOT/SPLIT/fake)", scale=2,
+                          value=os.environ.get("FDFTNET_DATA", ""))
+        split = gr.Textbox(label="split", value="test")
+        limit = gr.Slider(4, 500, value=50, step=1, label="images per class")
+    sweep_btn = gr.Button("Run the sweep", variant="primary")
+    sweep_status = gr.Markdown()
+    sweep_fig = gr.Plot(plots.robustness({}), label="robustness")
+
+    outs = [dataset, shots, run, roc, bars, shots_fig, note]
+    refresh_btn.click(refresh, [session, dataset, shots], outs, api_visibility="private")
+    gr.on([demo.load, dataset.input, shots.input, session.change], refresh, [session, dataset, shots], outs,
+          api_visibility="private")
+    run.change(show_run, [run, session], [hist, conf], api_visibility="private")
+    session.change(session_changed, [session, root, split, chosen], [chosen, root, split], api_visibility="private")
+    sweep_btn.click(run_sweep, [chosen, root, split, limit, kinds, session], [sweep_fig, sweep_status],
+                    api_name="robustness", concurrency_limit=1, concurrency_id="train")

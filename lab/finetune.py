@@ -1,0 +1,170 @@
+"""Few-shot tab: fine-tune FDFtNet on a baseline with a tiny uploaded set, live, then use, download or push it."""
+import logging
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from fdftnet.archive import collect_labelled, extract_labelled_zip, holdout_split, zip_dir
+from fdftnet.data import DataError, load_image_folder
+from fdftnet.inference import evaluate
+from fdftnet.metrics import jsonable
+from fdftnet.train import TrainConfig, finetune
+
+from . import plots
+from . import state as st
+
+log = logging.getLogger("fdftnet.lab")
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc")
+
+
+def _prepare(zip_file, real_files, fake_files, root: Path) -> dict:
+    """Upload -> root/data/{finetune,validation}/{real,fake}, 25% per class (at least 2) held out."""
+    if zip_file and (real_files or fake_files):
+        raise DataError("give either a zip or the two image drops, not both")
+    if zip_file:
+        extract_labelled_zip(zip_file, root / "upload")
+    elif real_files or fake_files:
+        collect_labelled({"real": real_files, "fake": fake_files}, root / "upload")
+    else:
+        raise DataError("no training images: upload a zip with real/ and fake/ folders, or drop real and fake images")
+    return holdout_split(root / "upload", root / "data", holdout=0.25, min_holdout=2)
+
+
+def _results(base_m: dict, ft_m: dict, n: int) -> str:
+    rows = [("ACC (own threshold)", "acc"), ("AUROC", "auroc"), ("AP", "ap"), ("EER ↓", "eer")]
+    fmt = lambda v: "–" if v is None or v != v else f"{v:.3f}"  # noqa: E731 - NaN/None -> dash
+    lines = [f"| on the {n} held-out images | baseline | fine-tuned FDFtNet |", "|---|---|---|"]
+    lines += [f"| {name} | {fmt(base_m.get(k))} | {fmt(ft_m.get(k))} |" for name, k in rows]
+    return "\n".join(lines) + ("\n\n*The hold-out also chose the best epoch and FDFtNet's threshold, so with a "
+                               "handful of images treat these numbers as a sanity check, not a benchmark.*")
+
+
+@st.guard
+def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, alpha, beta, session,
+                 request: gr.Request, progress=gr.Progress()):
+    """Yields (curves, status, results, session, checkpoint zip) after setup, each epoch and at the end."""
+    sid = getattr(request, "session_hash", None) or "local"
+    st.CANCELLED.discard(sid)  # a Cancel clicked when nothing ran must not stop this run
+    base_dir = st.resolve(base or st.DEFAULT_BASELINE)
+    st.get_model(base_dir, expect="baseline")  # a clear error now rather than inside the training loop
+    k = len(session["models"]) + 1
+    run_dir = Path(tempfile.mkdtemp(prefix=f"finetune{k}-", dir=st.session_dir(session, request)))
+    split = _prepare(zip_file, real_files, fake_files, run_dir)
+    n_train = min(split["finetune"].values())
+    shots = int(shots or 0)
+    if shots > n_train:
+        gr.Info(f"{n_train} training images per class after the hold-out: using all of them")
+    cfg = TrainConfig(stage="finetune", data=str(run_dir / "data"), train_split="finetune", val_split="validation",
+                      backbone_from=base_dir, out=str(run_dir / "model"), epochs=int(epochs),
+                      shots=shots if 0 < shots <= n_train else None, freeze_backbone=bool(frozen),
+                      cutout_holes=int(alpha), cutout_scale=int(beta),
+                      batch_size=32,  # few-shot sets are tiny: several steps per epoch instead of one
+                      meta={"source": "fdftnet lab"})
+    history, done = [], None
+    tr, va = split["finetune"], split["validation"]
+    yield plots.training_curves([]), (f"training on {tr['real']} real + {tr['fake']} fake images, holding out "
+                                      f"{va['real']} + {va['fake']} …"), "", session, None
+    gen = finetune(cfg)
+    try:
+        for ev in gen:
+            if sid in st.CANCELLED:
+                st.CANCELLED.discard(sid)
+                return
+            if ev["type"] == "step":
+                progress((ev["epoch"] - 1 + ev["step"] / ev["steps"]) / cfg.epochs,
+                         desc=f"epoch {ev['epoch']}/{cfg.epochs}")
+            elif ev["type"] == "epoch":
+                history.append({k_: ev[k_] for k_ in HISTORY_KEYS})
+                yield plots.training_curves(history), (f"epoch {ev['epoch']}/{cfg.epochs}: validation ACC "
+                                                       f"{ev['val_acc']:.3f}, AUROC {ev['val_auroc']:.3f}"), \
+                    gr.skip(), session, gr.skip()
+            elif ev["type"] == "done":
+                done = ev
+    finally:
+        gen.close()
+    progress(1.0, desc="evaluating on the hold-out")
+    val = load_image_folder(cfg.data, "validation")
+    base_m = evaluate(st.get_model(base_dir), val)
+    model = st.get_model(cfg.out)  # cached now, so Detect uses it at once
+    ft_m = evaluate(model, val)
+    if sid in st.CANCELLED:  # Cancel came after the last epoch: keep the promise that nothing is added
+        st.CANCELLED.discard(sid)
+        return
+    variant = f"fdftnet-{'frozen' if frozen else 'unfrozen'}"
+    used = cfg.shots or n_train
+    session["models"].append({"label": f"fine-tuned #{k}: {model.backbone_name}, {variant[8:]}, {used} shots/class",
+                              "dir": cfg.out, "base": base_dir, "data": cfg.data})
+    common = {"backbone": model.backbone_name, "dataset": f"session upload #{k}", "shots": used, "seed": cfg.seed}
+    session["runs"] += [{**common, "variant": "baseline", "metrics": jsonable(base_m), "history": []},
+                        {**common, "variant": variant, "metrics": jsonable(ft_m), "history": history}]
+    archive = zip_dir(cfg.out, run_dir / f"fdftnet-finetuned-{k}.zip")
+    status = (f"**Done:** best epoch {done['best_epoch']} of {done['epochs_run']}. The model is now in Detect's "
+              f"picker as “fine-tuned #{k}”.")
+    yield plots.training_curves(history), status, _results(base_m, ft_m, len(val)), session, archive
+
+
+def cancel_finetune(request: gr.Request) -> str:
+    st.CANCELLED.add(getattr(request, "session_hash", None) or "local")
+    return "**Cancelled:** training stopped; nothing was added to Detect."
+
+
+def push_model(repo_id: str, token: str, private: bool, session: dict):
+    """Push the latest fine-tuned model; the token is used for this call only and the box is cleared."""
+    try:
+        if not session["models"]:
+            raise ValueError("fine-tune a model first")
+        if not (repo_id or "").strip():
+            raise ValueError("type a Hub repo id, e.g. your-name/fdftnet-my-faces")
+        try:
+            from fdftnet import hub
+        except ImportError:
+            raise ValueError("pushing is not available: this fdftnet has no hub module") from None
+        url = hub.push(session["models"][-1]["dir"], repo_id.strip(), private=bool(private), token=token or None)
+        return f"Pushed to {url or repo_id}", ""
+    except Exception as e:  # noqa: BLE001 - any push failure becomes one line; the token never reaches a log
+        log.warning("push failed: %s", type(e).__name__)
+        return f"**Push failed:** {(str(e).splitlines() or [type(e).__name__])[0]}", ""
+
+
+def render(session: gr.State, demo: gr.Blocks) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            zip_file = gr.File(label="Labelled zip: real/ and fake/ folders", file_types=[".zip"], elem_id="ft-zip")
+            with gr.Accordion("…or drop real and fake images separately", open=False):
+                real_files = gr.File(label="real images", file_count="multiple", file_types=["image"])
+                fake_files = gr.File(label="fake images", file_count="multiple", file_types=["image"])
+            base = gr.Dropdown([("default baseline", st.DEFAULT_BASELINE)] + st.base_choices(),
+                               value=st.DEFAULT_BASELINE, allow_custom_value=True, label="Base (baseline checkpoint)",
+                               info="a baseline under checkpoints/, or type a local folder or Hub id")
+            shots = gr.Slider(0, 200, value=0, step=1, label="shots per class (0 = all)")
+            epochs = gr.Slider(1, 50, value=5, step=1, label="epochs", elem_id="ft-epochs")
+            frozen = gr.Checkbox(value=True, label="freeze the backbone (the paper's best)")
+            with gr.Row():
+                alpha = gr.Slider(0, 5, value=3, step=1, label="Cutout α (holes)")
+                beta = gr.Slider(1, 10, value=10, step=1, label="Cutout β (size)")
+            with gr.Row():
+                run_btn = gr.Button("Fine-tune", variant="primary")
+                cancel_btn = gr.Button("Cancel", variant="stop")
+        with gr.Column(scale=2):
+            status = gr.Markdown("Upload a small labelled set (at least 4 images per class); 25% of each class is "
+                                 "held out to compare the baseline with the fine-tuned FDFtNet.", elem_id="ft-status")
+            curves = gr.Plot(label="training curves", elem_id="ft-curves")
+            results = gr.Markdown(elem_id="ft-results")
+            archive = gr.File(label="fine-tuned checkpoint (zip of the save_pretrained folder)")
+            with gr.Accordion("Push the latest fine-tuned model to the Hugging Face Hub", open=False):
+                with gr.Row():
+                    repo = gr.Textbox(label="repo id", placeholder="your-name/fdftnet-my-faces")
+                    token = gr.Textbox(label="write token (used once, never stored)", type="password")
+                    private = gr.Checkbox(label="private", value=True)
+                push_btn = gr.Button("Push")
+                push_status = gr.Markdown()
+
+    demo.load(lambda b: gr.update(choices=[("default baseline", st.DEFAULT_BASELINE)] + st.base_choices(), value=b),
+              base, base, api_visibility="private")
+    run_ev = run_btn.click(run_finetune, [zip_file, real_files, fake_files, base, shots, epochs, frozen, alpha, beta,
+                                          session], [curves, status, results, session, archive],
+                           api_name="finetune", concurrency_limit=1, concurrency_id="train",
+                           show_progress_on=archive)  # the bar fills the empty checkpoint box; curves stay visible
+    cancel_btn.click(cancel_finetune, None, results, cancels=[run_ev], api_visibility="private")
+    push_btn.click(push_model, [repo, token, private, session], [push_status, token], api_visibility="private")

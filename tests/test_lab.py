@@ -1,0 +1,284 @@
+"""The lab: handlers called as plain functions, then one gradio_client session against the launched app.
+
+Tiny squeezenet checkpoints in a tmp checkpoints/ folder (FDFTNET_CHECKPOINTS), bench results in a tmp
+folder (FDFTNET_RESULTS), HF_HUB_OFFLINE=1 so an unknown Hub id fails at once.
+"""
+import io
+import json
+import os
+import socket
+import sys
+import time
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and lab/ live at the repo root
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from conftest import add_upsampling_artefact, make_face  # noqa: E402
+from fdftnet import BaselineDetector, FDFtNet  # noqa: E402
+
+
+def face_png(path: Path, seed: int, fake: bool = False, size: int = 64) -> str:
+    img = make_face(np.random.default_rng(seed), size)
+    Image.fromarray(add_upsampling_artefact(img) if fake else img).save(path)
+    return str(path)
+
+
+def labelled_zip(path: Path, n: int = 5) -> str:
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(n):
+            for cls in ("real", "fake"):
+                buf = io.BytesIO()
+                img = make_face(np.random.default_rng(i + (50 if cls == "fake" else 0)))
+                Image.fromarray(add_upsampling_artefact(img) if cls == "fake" else img).save(buf, "PNG")
+                zf.writestr(f"myset/{cls}/{cls}{i}.png", buf.getvalue())
+    return str(path)
+
+
+RUN = {"backbone": "squeezenet", "variant": "fdftnet-frozen", "dataset": "dfdc", "shots": 100, "seed": 0,
+       "metrics": {"acc": 0.8, "auroc": 0.9, "ap": 0.9, "eer": 0.2, "roc": {"fpr": [0, 0.2, 1], "tpr": [0, 0.8, 1]},
+                   "confusion": [[8, 2], [2, 8]]},
+       "history": [{"epoch": 1, "train_loss": 0.6, "val_loss": 0.5, "val_acc": 0.7, "val_auroc": 0.8}]}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    ck = root / "checkpoints"
+    torch.manual_seed(0)
+    BaselineDetector(backbone="squeezenet").save_pretrained(ck / "base-squeezenet")
+    FDFtNet(backbone="squeezenet", mb_blocks=2).save_pretrained(ck / "fdftnet-squeezenet")
+    (ck / "default.json").write_text(json.dumps({"fdftnet": "fdftnet-squeezenet", "baseline": "base-squeezenet"}))
+    results = root / "results"
+    results.mkdir()
+    (results / "reproduce.json").write_text(json.dumps({"runs": [RUN, dict(RUN, variant="baseline", shots=10)]}))
+    (results / "broken.json").write_text("{not json")
+    env = {"FDFTNET_CHECKPOINTS": str(ck), "FDFTNET_RESULTS": str(results)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield SimpleNamespace(root=root, ck=ck, zip=labelled_zip(root / "set.zip"),
+                          real=face_png(root / "real.png", 1), fake=face_png(root / "fake.png", 2, True))
+    for k, v in old.items():
+        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+# ----------------------------------------------------------------------------------------------
+# handlers as plain functions
+
+
+def test_discovery_prefers_default_json(lab):
+    from lab import state as st
+    found = st.discover()
+    assert found["default"] == {"fdftnet": str(lab.ck / "fdftnet-squeezenet"),
+                                "baseline": str(lab.ck / "base-squeezenet")}
+    assert [v for _, v in st.model_choices(None)] == [st.DEFAULT, st.DEFAULT_BASELINE]
+
+
+def test_detect_image_returns_probability_and_overlays(lab):
+    from lab import detect
+    for choice in ("default", "default-baseline", str(lab.ck / "fdftnet-squeezenet")):
+        label, p, text, seen, where = detect.detect_image({"path": lab.fake, "orig_name": "f.png"}, choice)
+        verdict, conf = next(iter(label.items()))
+        assert 0 <= p <= 1 and 0 <= conf <= 1 and verdict == ("fake" if p >= 0.5 else "real") and "P(fake)" in text
+        assert seen.shape == (256, 256, 3) and where.shape == (256, 256, 3)
+    assert "FTT attention" in detect.detect_image(lab.real, "default")[2]
+    assert "Grad-CAM" in detect.detect_image(lab.real, "default-baseline")[2]
+
+
+def _odd_images(d: Path) -> dict:
+    """Files people upload: name -> (path, expected error or None when it must work)."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    (d / "text.png").write_text("hello")
+    (d / "empty.png").write_bytes(b"")
+    Image.fromarray(rgb[:1, :1]).save(d / "one.png")
+    Image.fromarray(rgb).save(d / "ok.png")
+    (d / "cut.png").write_bytes((d / "ok.png").read_bytes()[:200])
+    Image.new("1", (8000, 8000)).save(d / "bomb.png")  # 64 Mpx, a few KB on disk
+    frames = [Image.fromarray(np.roll(rgb, i, 0)) for i in range(3)]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.fromarray(rgb).convert("CMYK").save(d / "cmyk.jpg")
+    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(d / "16bit.png")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(d / "alpha.png")
+    return {"text.png": "not an image", "empty.png": "empty file", "one.png": "too small", "cut.png": "corrupt",
+            "bomb.png": "too many pixels", "anim.gif": None, "cmyk.jpg": None, "16bit.png": None, "alpha.png": None}
+
+
+def test_bad_inputs_give_one_line_messages(lab, tmp_path):
+    from lab import detect
+    for name, err in _odd_images(tmp_path).items():
+        if err is None:
+            assert 0 <= detect.detect_image(str(tmp_path / name), "default")[1] <= 1, name
+        else:
+            with pytest.raises(gr.Error, match=err) as e:
+                detect.detect_image(str(tmp_path / name), "default")
+            assert "\n" not in e.value.message and "Traceback" not in e.value.message
+    with pytest.raises(gr.Error, match="no image"):
+        detect.detect_image(None, "default")
+    t0 = time.monotonic()
+    with pytest.raises(gr.Error, match="nobody/no-such-model"):
+        detect.detect_image(lab.real, "nobody/no-such-model")
+    assert time.monotonic() - t0 < 5  # never the 23 s of Hub retries
+    with pytest.raises(gr.Error, match="no checkpoint directory"):
+        detect.detect_image(lab.real, "./no/such/dir")
+
+
+def test_missing_default_checkpoint_is_explained(lab, tmp_path, monkeypatch):
+    from lab import detect
+    monkeypatch.setenv("FDFTNET_CHECKPOINTS", str(tmp_path / "empty"))
+    assert "no default checkpoint yet" in detect.model_info("default")
+    with pytest.raises(gr.Error, match="no default checkpoint yet"):
+        detect.detect_image(lab.real, "default")
+
+
+def test_internal_errors_are_not_shown(caplog):
+    from lab import state as st
+    boom = st.guard(lambda: 1 / 0)
+    with pytest.raises(gr.Error) as e:
+        boom()
+    assert e.value.message == "internal error: ZeroDivisionError"
+    assert "ZeroDivisionError" in caplog.text  # the traceback goes to the server log
+
+
+def test_detect_many_table_csv_and_skips(lab, tmp_path):
+    from lab import detect, state as st
+    (tmp_path / "notes.png").write_text("not an image")
+    session = st.new_session()
+    files = [lab.real, lab.fake, str(tmp_path / "notes.png"), lab.zip]
+    df, csv, gallery, status, session = detect.detect_many(files, "default", session, None)
+    assert len(df) == 12 and list(df.columns) == ["file", "P(fake)", "verdict", "confidence"]
+    assert df["P(fake)"].is_monotonic_decreasing and Path(csv).read_text().startswith("file,P(fake)")
+    assert "1 skipped" in status and "notes.png" in status and len(gallery) == 12
+    with pytest.raises(gr.Error, match="no files"):
+        detect.detect_many([], "default", session, None)
+    st.drop_session(session)
+    assert not Path(csv).exists()
+
+
+def test_finetune_as_a_function_then_detect_with_it(lab):
+    from lab import compare, detect, finetune, state as st
+    session = st.new_session()
+    outs = list(finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 1, True, 3, 10, session, None))
+    assert len(outs) == 3  # setup, epoch 1, result
+    fig, status, results, session, archive = outs[-1]
+    assert "done" in status.lower() and "fine-tuned FDFtNet" in results and "AUROC" in results
+    assert [r["variant"] for r in session["runs"]] == ["baseline", "fdftnet-frozen"]
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        assert {"config.json", "model.safetensors"} <= set(names) and not any(n.startswith("last/") for n in names)
+    model = session["models"][0]
+    assert model["dir"] in [v for _, v in st.model_choices(session)]
+    assert 0 <= detect.detect_image(lab.fake, model["dir"])[1] <= 1  # usable in Detect at once
+    # Compare sees it next to the bench results; the sweep runs on its hold-out
+    upd = compare.refresh(session, None, None)
+    assert "session upload #1" in upd[0]["choices"]
+    fig, text = compare.run_sweep([model["dir"], model["base"]], model["data"], "validation", 4, ["noise"], session)
+    assert text.startswith("4 images from") and len(fig.data) == 2
+    assert finetune.push_model("me/x", "hf_secret", True, st.new_session())[1] == ""  # token box cleared
+    msg, token = finetune.push_model("", "hf_secret", True, session)
+    assert "repo id" in msg and token == "" and "hf_secret" not in msg
+    st.drop_session(session)
+
+
+def test_cancel_stops_training_and_adds_nothing(lab):
+    from lab import finetune, state as st
+    session, outs = st.new_session(), []
+    for out in finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 5, True, 3, 10, session, None):
+        outs.append(out)
+        if len(outs) == 2:  # after epoch 1: what the Cancel button does (request.session_hash -> "local" here)
+            finetune.cancel_finetune(None)
+    assert len(outs) == 2 and session["models"] == [] and not st.CANCELLED
+    st.drop_session(session)
+
+
+@pytest.mark.parametrize("members, err", [
+    ({"../evil.png": b"x"}, "outside"), ({"real/a.png": b"x"}, "real/a.png: not an image"),
+    ({"real/inner.zip": b"PK"}, "archive inside"),
+])
+def test_finetune_refuses_bad_zips(lab, tmp_path, members, err):
+    from lab import finetune, state as st
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
+        for k, v in members.items():
+            zf.writestr(k, v)
+    session = st.new_session()
+    with pytest.raises(gr.Error, match=err):
+        list(finetune.run_finetune(str(tmp_path / "bad.zip"), None, None, "default-baseline", 0, 1, True, 3, 10,
+                                   session, None))
+    with pytest.raises(gr.Error, match="no training images"):
+        list(finetune.run_finetune(None, None, None, "default-baseline", 0, 1, True, 3, 10, session, None))
+    with pytest.raises(gr.Error, match="baseline checkpoint is needed"):
+        list(finetune.run_finetune(lab.zip, None, None, "default", 0, 1, True, 3, 10, session, None))
+    st.drop_session(session)
+
+
+def test_compare_reads_bench_results(lab):
+    from lab import compare
+    runs, problems = compare.load_runs()
+    assert len(runs) == 2 and problems == ["broken.json: JSONDecodeError"]
+    ds, shots, run, roc, bars, shots_fig, note = compare.refresh(None, None, None)
+    assert ds["value"] == "dfdc" and shots["choices"] == ["all", "10", "100"] and "unreadable" in note.lower()
+    hist, conf = compare.show_run(run["value"], None)
+    assert len(hist.data) >= 3 and conf.data
+
+
+# ----------------------------------------------------------------------------------------------
+# gradio_client against the launched app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(lab):
+    from gradio_client import Client
+
+    import app
+    app.demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    yield Client(app.demo.local_url, verbose=False, analytics_enabled=False)
+    app.demo.close()
+
+
+def test_client_detect_and_streamed_finetune(lab, client):
+    from gradio_client import handle_file
+    from gradio_client.utils import Status
+
+    result = client.predict(handle_file(lab.fake), api_name="/detect")
+    assert isinstance(result[1], float) and 0 <= result[1] <= 1 and result[0]["label"] in ("real", "fake")
+    with pytest.raises(Exception, match="not an image"):
+        client.predict(handle_file(str(Path(lab.root) / "results" / "broken.json")), api_name="/detect")
+
+    args = (handle_file(lab.zip), None, None, "default-baseline", 0)
+    job = client.submit(*args, 2, True, 3, 10, api_name="/finetune")
+    codes, sizes = set(), []
+    while not job.done():
+        codes.add(job.status().code)
+        sizes.append(len(job.outputs()))
+        time.sleep(0.05)
+    outputs = job.outputs()
+    assert Status.PROGRESS in codes, codes
+    assert len(outputs) == 4 and sizes == sorted(sizes) and len(set(sizes)) >= 2  # outputs grew while it ran
+    assert "done" in outputs[-1][1].lower() and outputs[-1][3]  # status, checkpoint zip
+    # detection is never queued behind a fine-tune; a running fine-tune can be cancelled through the API
+    long = client.submit(*args, 40, True, 3, 10, api_name="/finetune")
+    while len(long.outputs()) < 2 and not long.done():  # wait for its first epoch
+        time.sleep(0.05)
+    assert 0 <= client.predict(handle_file(lab.real), api_name="/detect")[1] <= 1
+    assert not long.done()
+    long.cancel()
+    t0 = time.monotonic()
+    while not long.done() and time.monotonic() - t0 < 30:
+        time.sleep(0.1)
+    assert long.done() and len(long.outputs()) < 40
