@@ -68,6 +68,7 @@ def plan(args) -> list[dict]:
                             "baseline-head", head_only=True, augment=True, **common, **G))
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/full", "fewshot", "pretrain", "gan64", "gan64", fs,
                             "baseline-full", augment=True, **common, **G))
+    jobs = [j for j in jobs if not args.match or any(m in j["key"] for m in args.match)]
     return [j for j in jobs if not args.only or j["group"] in args.only]
 
 
@@ -114,6 +115,30 @@ def _device_name(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__})"
 
 
+def export_default(args, results: Path, key: str, dest: Path = Path("checkpoints")) -> None:
+    """Copy job `key`'s checkpoint and its baseline into checkpoints/ with test metrics (eval.json) and a card."""
+    import shutil
+
+    from fdftnet.card import write_model_card
+    rec = json.loads((results / "jobs" / f"{key}.json").read_text())
+    names = {}
+    for kind, k in (("fdftnet", key), ("baseline", rec["base"])):
+        src = Path(args.runs) / k
+        job_rec = json.loads((results / "jobs" / f"{k}.json").read_text())
+        name = f"{kind}-{job_rec['backbone']}-{job_rec['dataset']}"
+        out = dest / name
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for f in ("config.json", "model.safetensors", "training.json"):
+            shutil.copy2(src / f, out / f)
+        test = {m: job_rec["test"][m] for m in ("acc", "auroc", "ap", "eer", "n", "threshold", "acc_best")}
+        write_json(out / "eval.json", {**test, "split": "test", "data": job_rec["dataset"], "job": k})
+        write_model_card(out)
+        names[kind] = name
+    write_json(dest / "default.json", names)
+    print(f"exported {names} to {dest}")
+
+
 def gather(results: Path) -> dict:
     runs = [json.loads(p.read_text()) for p in sorted((results / "jobs").rglob("*.json"))]
     runs = [{**r, "metrics": r["test"]} for r in runs]  # "metrics": the test metrics, as the lab's Compare tab reads
@@ -138,11 +163,16 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,ablation,fewshot")
+    ap.add_argument("--match", type=lambda s: s.split(","), help="only jobs whose key contains one of these")
     ap.add_argument("--plan", action="store_true", help="list the jobs and exit")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--export-default", metavar="KEY", help="copy this FDFtNet job and its baseline to checkpoints/")
     args = ap.parse_args(argv)
     results = Path(args.results)
     jobs = plan(args)
+    if args.export_default:
+        export_default(args, results, args.export_default)
+        return 0
     if args.plan:
         for j in jobs:
             done = (results / "jobs" / f"{j['key']}.json").exists()

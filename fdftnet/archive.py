@@ -17,6 +17,7 @@ import re
 import shutil
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -91,7 +92,7 @@ def _open_zip(zip_path) -> zipfile.ZipFile:
         raise DataError(f"{name}: empty or missing upload")
     try:
         return zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise DataError(f"{name}: not a zip archive ({e})") from None
 
 
@@ -105,7 +106,9 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> No
                 if left < 0:
                     raise DataError(f"zip: {info.filename!r} is larger than its header says")
                 dst.write(chunk)
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as e:
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError, ValueError, zlib.error) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"zip: cannot extract {info.filename!r} ({reason})") from None
 

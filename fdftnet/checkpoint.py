@@ -65,6 +65,8 @@ def save_checkpoint(model, out_dir: str | Path, extra_json: dict | None = None, 
     """save_pretrained into a temp folder beside OUT, then move each file into OUT with an atomic rename."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".tmp-*"):  # left by a run killed mid-save (one writer per directory: rank 0)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir / f".tmp-{uuid.uuid4().hex}"
     try:
         model.save_pretrained(tmp)
