@@ -4,8 +4,11 @@ https://arxiv.org/abs/1805.08318), the attention of FDFtNet's Fine-Tune Transfor
     f = W_f x, g = W_g x  (1x1 conv, C -> C/8),  h = W_h x  (1x1 conv, C -> C)
     beta = softmax(g f^T) over the last axis (no 1/sqrt(d) scaling),  o = beta h,  y = gamma * o + x
 
-With scale 1.0 this is exactly `F.scaled_dot_product_attention(q=g, k=f, v=h, scale=1.0)`, which runs the
-fused kernels and never materialises the N x N map where a fused kernel applies.
+With scale 1.0 this is exactly `F.scaled_dot_product_attention(q=g, k=f, v=h, scale=1.0)`. The fused
+(flash) kernels need 4-D inputs and q/k as wide as v, but here q/k have C/8 channels and v has C, so
+SDPA would fall back to the math path and materialise the N x N map. Zero-padding q and k to C
+channels leaves every score g_i . f_j unchanged and lets the fused kernel run: on a 2-core CPU the
+32x32 stage (N = 1024) runs about 3.5x faster forward and 4x faster forward+backward (bench/speed.py).
 """
 import torch
 import torch.nn as nn
@@ -28,6 +31,9 @@ class SelfAttention2d(nn.Module):
         self.g = nn.Conv2d(channels, rd, 1)   # queries
         self.h = nn.Conv2d(channels, channels, 1)  # values
         self.gamma = nn.Parameter(torch.zeros(1))
+        # fused path from this many positions on; below it (the 16x16 and 8x8 stages on CPU) the padded
+        # kernel is no faster than the small explicit map, and slower for N = 64
+        self.fused_min_positions = 256
 
     def _qkv(self, x: torch.Tensor):
         B, C, H, W = x.shape
@@ -39,7 +45,14 @@ class SelfAttention2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         q, k, v = self._qkv(x)
-        o = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, N, C)
+        if H * W >= self.fused_min_positions:
+            rd = q.shape[-1]
+            q = F.pad(q, (0, C - rd))[:, None]  # (B, 1, N, C): zero channels add 0 to every score
+            k = F.pad(k, (0, C - rd))[:, None]  # (B, 1, N, C)
+            v = v.contiguous()[:, None]         # (B, 1, N, C): the fused kernel wants unit stride along C
+            o = F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0]  # (B, N, C), fused
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, N, C)
         o = o.transpose(1, 2).reshape(B, C, H, W)
         return self.gamma * o + x
 
