@@ -122,15 +122,19 @@ def export_default(args, results: Path, key: str, dest: Path = Path("checkpoints
     from fdftnet.card import write_model_card
     rec = json.loads((results / "jobs" / f"{key}.json").read_text())
     names = {}
-    for kind, k in (("fdftnet", key), ("baseline", rec["base"])):
+    for kind, k in (("baseline", rec["base"]), ("fdftnet", key)):
         src = Path(args.runs) / k
         job_rec = json.loads((results / "jobs" / f"{k}.json").read_text())
         name = f"{kind}-{job_rec['backbone']}-{job_rec['dataset']}"
         out = dest / name
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        for f in ("config.json", "model.safetensors", "training.json"):
+        for f in ("config.json", "model.safetensors"):
             shutil.copy2(src / f, out / f)
+        training = json.loads((src / "training.json").read_text())
+        if kind == "fdftnet":  # point the provenance at the exported baseline, not at the runs folder
+            training["info"].update(base_model=str(dest / names["baseline"]), base_model_source="local")
+        write_json(out / "training.json", training)
         test = {m: job_rec["test"][m] for m in ("acc", "auroc", "ap", "eer", "n", "threshold", "acc_best")}
         write_json(out / "eval.json", {**test, "split": "test", "data": job_rec["dataset"], "job": k})
         write_model_card(out)
