@@ -60,9 +60,9 @@ def worker(args) -> dict:
     """One process (rank) of the measurement; rank 0 returns (and writes) the result."""
     import torch
     import torch.nn as nn
-    import torch.nn.functional as F
 
     from fdftnet import distributed as dist
+    from fdftnet.train import forward_loss
     device = dist.setup(args.device)
     world, rank = dist.world_size(), dist.rank()
     cuda = device.startswith("cuda")
@@ -89,9 +89,7 @@ def worker(args) -> dict:
         x, y = pool[i % len(pool)]
         x = x.to(device, non_blocking=cuda).float().div_(255)
         y = y.to(device, non_blocking=cuda)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            logits = net(x)
-        loss = F.cross_entropy(logits.float(), y)
+        _, loss = forward_loss(net, x, y, use_amp)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

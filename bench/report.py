@@ -91,7 +91,7 @@ def render(results: Path) -> Path:
     results = Path(results)
     data = json.loads((results / "reproduce.json").read_text())
     runs = data["runs"]
-    out = [f"# Reproduction report", "",
+    out = ["# Reproduction report", "",
            f"Generated {data['generated']} by `python -m bench.reproduce` from {len(runs)} jobs in "
            f"`bench/results/jobs/`. Every number below is read from those JSON files.", ""]
     devices = sorted({r["device"] for r in runs})

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -37,6 +36,7 @@ from fdftnet import BaselineDetector, FDFtNet, list_models
 from fdftnet.data import AugmentConfig, Batches, ImageSet
 from fdftnet.inference import _cpu_has_bf16, predict_files, predict_tensor, to_input
 from fdftnet.layers import SelfAttention2d
+from fdftnet.train import forward_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -242,9 +242,7 @@ def measure_finetune(backbone: str, frozen: bool, device: str, steps: int | None
     use_amp = amp and device.startswith("cuda")  # as fit(): bf16 autocast on GPU only
 
     def step(x, y):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        _, loss = forward_loss(model, x, y, use_amp)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = redact(msg, getattr(args, "token", None), limit=None)  # a --token never reaches the terminal or a log
         print(f"fdftnet: error: {msg}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
+    except RuntimeError:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a collective broke because another rank died
             print(f"fdftnet: error: rank {os.environ.get('RANK', '?')} stopped: another process failed "
                   f"(see its error above)", file=sys.stderr)

@@ -30,7 +30,7 @@ from .inference import predict_tensor
 from .metrics import best_threshold, compute_metrics, jsonable
 from .models import BaselineDetector, FDFtNet
 
-__all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "load_split"]
+__all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "forward_loss", "load_split"]
 
 
 class TrainingError(RuntimeError):
@@ -144,6 +144,13 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig):
     return opt, sched
 
 
+def forward_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, use_amp: bool = False):
+    """(logits, cross-entropy) of one batch: bf16 autocast on GPU when use_amp, the loss always in float32."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+        logits = net(x)
+    return logits, F.cross_entropy(logits.float(), y)
+
+
 def _score(metrics: dict, monitor: str) -> float:
     """Higher is better."""
     v = metrics[monitor]
@@ -220,9 +227,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
         pending = False  # gradients accumulated since the last optimizer step
         for step, (x, y) in enumerate(batches):
             samples.add(epoch, x)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                logits = net(x)
-            loss = F.cross_entropy(logits.float(), y)
+            logits, loss = forward_loss(net, x, y, use_amp)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became nan at epoch {epoch + 1}, step {step + 1}; "
                                     f"the last good checkpoint is kept in {out} (try a lower --lr)")

@@ -3,13 +3,12 @@ import json
 import math
 
 import pytest
-import torch
 
 from fdftnet import FDFtNet, load_model
 from fdftnet.checkpoint import read_resume_state
 from fdftnet.data import load_image_folder
 from fdftnet.inference import evaluate
-from fdftnet.train import TrainConfig, TrainingError, finetune, pretrain
+from fdftnet.train import TrainConfig, TrainingError, finetune
 
 
 def _ft_cfg(data, base, out, **kw):
