@@ -119,6 +119,7 @@ def render(results: Path) -> Path:
                 fig.add_trace(go.Scatter(x=ks, y=ys, mode="lines+markers", name=v))
             fig.update_layout(title=f"gan64 test {metric.upper()} vs shots per class", xaxis_title="shots per class",
                               yaxis_title=metric.upper(), xaxis_type="log")
+            fig.update_xaxes(tickvals=ks, ticktext=[str(k) for k in ks])
             out += [_save(fig, results, f"fewshot_{metric}"), ""]
     out += ["## The paper's figures (ACC % / AUROC %)", "", "| dataset | baseline (best) | FDFtNet (paper) | "
             "authors' notebooks |", "|---|---|---|---|"] + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in PAPER] + [""]
