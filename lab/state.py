@@ -22,7 +22,7 @@ import gradio as gr
 
 import fdftnet
 from fdftnet.data import DataError
-from fdftnet.models._hub import resolve_file
+from fdftnet.models import resolve_file
 from fdftnet.train import TrainingError
 
 log = logging.getLogger("fdftnet.lab")

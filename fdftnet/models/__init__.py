@@ -1,5 +1,5 @@
 """Models: the four backbones (registered by name), the baseline detector and FDFtNet."""
-from ._hub import CheckpointError, read_config
+from ._hub import CheckpointError, read_config, resolve_file
 from ._registry import create_model, is_model, list_models, register_model
 from .baseline import BaselineDetector
 from .fdftnet import FDFtNet, FineTuneTransformer, MBHead
