@@ -203,12 +203,12 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     if dist.world_size() > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
     aug = AugmentConfig(cutout_holes=cfg.cutout_holes, cutout_scale=cfg.cutout_scale) if cfg.augment else None
+    batching = dict(batch_size=cfg.batch_size, augment=aug, cutout=bool(cfg.augment and cfg.cutout), seed=cfg.seed,
+                    device=device, rank=dist.rank(), world_size=dist.world_size())
     if isinstance(train, ImageSet):
-        batches = Batches(train, cfg.batch_size, shuffle=True, augment=aug, cutout=bool(cfg.augment and cfg.cutout),
-                          seed=cfg.seed, device=device, rank=dist.rank(), world_size=dist.world_size())
+        batches = Batches(train, shuffle=True, **batching)
     else:  # a streamed split (fdftnet.data.StreamBatches), already sharded per rank
-        batches = train.configure(batch_size=cfg.batch_size, augment=aug, cutout=bool(cfg.augment and cfg.cutout),
-                                  seed=cfg.seed, device=device, rank=dist.rank(), world_size=dist.world_size())
+        batches = train.configure(**batching)
     use_amp = cfg.amp and device.startswith("cuda")
     steps = len(batches) if hasattr(batches, "__len__") else None  # unknown for a stream
     info = dict(info or {})
@@ -237,10 +237,11 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 pending = False
-            tot_loss += loss.item() * len(y)
+            loss_value = loss.item()  # one device sync per step
+            tot_loss += loss_value * len(y)
             tot_correct += (logits.argmax(1) == y).sum().item()
             tot_n += len(y)
-            yield {"type": "step", "epoch": epoch + 1, "step": step + 1, "steps": steps, "loss": loss.item()}
+            yield {"type": "step", "epoch": epoch + 1, "step": step + 1, "steps": steps, "loss": loss_value}
         if pending:  # a stream's last micro-batches (its length is unknown): every rank has the same count
             opt.step()
             opt.zero_grad(set_to_none=True)
