@@ -45,6 +45,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
     p.add_argument("--monitor", choices=["val_loss", "val_acc", "val_auroc"], default="val_loss")
     p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--precise-bn", type=int, default=2048, metavar="N",
+                   help="after each epoch, re-estimate BatchNorm statistics on N clean training images (0: off)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on GPU")
@@ -147,7 +149,7 @@ def _train_config(args, stage: str):
     from .train import TrainConfig
     keys = ["data", "hf_dataset", "image_column", "label_column", "real_label", "fake_label", "train_split",
             "val_split", "limit", "out", "epochs", "batch_size", "optimizer", "lr", "patience", "monitor",
-            "grad_accum", "device", "seed", "amp", "resume", "overwrite", "augment", "streaming"]
+            "grad_accum", "precise_bn", "device", "seed", "amp", "resume", "overwrite", "augment", "streaming"]
     if stage == "pretrain":
         keys += ["backbone"]
     else:

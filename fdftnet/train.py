@@ -29,6 +29,7 @@ from .data import AugmentConfig, Batches, ImageSet, load_hf_dataset, load_image_
 from .inference import predict_tensor
 from .metrics import best_threshold, compute_metrics, jsonable
 from .models import BaselineDetector, FDFtNet
+from .precise_bn import recalibrate_bn
 
 __all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "forward_loss", "load_split"]
 
@@ -76,6 +77,8 @@ class TrainConfig:
     epochs: int = 300                   # paper's maximum; early stopping ends runs sooner
     patience: int = 20                  # paper: stop when validation loss has not fallen for 20 epochs
     monitor: str = "val_loss"           # "val_loss" (paper), "val_acc" (authors' code) or "val_auroc"
+    precise_bn: int = 2048              # after each epoch, re-estimate trainable BN statistics on up to this many
+                                        # clean training images (fdftnet/precise_bn.py); 0: running averages only
     grad_accum: int = 1                 # micro-batches per optimizer step (batch 128 on a small GPU)
     # --- augmentation (fine-tune set only; validation/test are only scaled by 1/255)
     augment: bool | None = None         # None: on for finetune, off for pretrain (authors' baselines)
@@ -97,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         if self.monitor not in ("val_loss", "val_acc", "val_auroc"):
             raise ValueError(f"monitor must be val_loss, val_acc or val_auroc, got {self.monitor!r}")
+        if self.precise_bn < 0:
+            raise ValueError(f"precise_bn must be >= 0 images, got {self.precise_bn}")
         for name in ("batch_size", "epochs", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -246,6 +251,8 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
             opt.step()
             opt.zero_grad(set_to_none=True)
         samples.write()
+        if cfg.precise_bn and isinstance(train, ImageSet):  # a stream cannot be re-read: it keeps running averages
+            recalibrate_bn(model, train.images, cfg.batch_size, device, cfg.precise_bn, seed=cfg.seed, use_amp=use_amp)
         tot_loss, tot_correct, tot_n = dist.all_reduce_sum([tot_loss, tot_correct, tot_n], device)
         val_m, val_y, val_p = _validate(net, val, device, cfg.batch_size)
         lr = opt.param_groups[0]["lr"]
