@@ -75,7 +75,7 @@ def fewshot(runs: list[dict]):
         if r["group"] == "fewshot":
             agg[r["variant"]][r["shots"]].append(r["test"])
     ks = sorted({k for v in agg.values() for k in v})
-    variants = [v for v in ("fdftnet", "baseline-head", "baseline-full") if v in agg]
+    variants = [v for v in ("fdftnet", "fdftnet-unfrozen", "baseline-head", "baseline-full") if v in agg]
     lines = ["| shots/class | " + " | ".join(f"{v} ACC | {v} AUROC" for v in variants) + " | seeds |",
              "|---|" + "---|" * (2 * len(variants) + 1)]
     for k in ks:

@@ -61,9 +61,12 @@ def plan(args) -> list[dict]:
     for k in args.fewshot_k:
         for seed in args.seeds:
             common = dict(shots=k, seed=seed, base=base)
-            G = dict(holdout=args.holdout, val_split=None, train_split="finetune", **T)
+            # one batch size for every method and k: at k = 25 a batch of 128 would be one step an epoch
+            G = dict(holdout=args.holdout, val_split=None, train_split="finetune", **{**T, "batch_size": args.fewshot_batch_size})
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/fdftnet", "fewshot", "finetune", "gan64", "gan64", fs,
                             "fdftnet", mb_blocks=args.mb_blocks, **common, **G))
+            jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/fdftnet-unfrozen", "fewshot", "finetune", "gan64", "gan64", fs,
+                            "fdftnet-unfrozen", mb_blocks=args.mb_blocks, freeze_backbone=False, **common, **G))
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/head-only", "fewshot", "pretrain", "gan64", "gan64", fs,
                             "baseline-head", head_only=True, augment=True, **common, **G))
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/full", "fewshot", "pretrain", "gan64", "gan64", fs,
@@ -162,6 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=40, help="maximum epochs per job (paper: 300)")
     ap.add_argument("--patience", type=int, default=8, help="early-stopping patience (paper: 20)")
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--fewshot-batch-size", type=int, default=32, help="every few-shot job (k = 25 has 50 images)")
     ap.add_argument("--mb-blocks", type=int, default=3, help="N (notebooks: 3; paper text: 4)")
     ap.add_argument("--holdout", type=int, default=100, help="gan64: images per class held out for early stopping")
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")
