@@ -28,7 +28,7 @@ def mean_std(vals) -> str:
     if not vals:
         return "–"
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{100 * statistics.mean(vals):.1f} ± {100 * sd:.1f}"
+    return f"{100 * statistics.mean(vals):.2f} ± {100 * sd:.2f}"  # 2 decimals: few-shot results sit near 100%
 
 
 def _save(fig: go.Figure, out: Path, name: str) -> str:
@@ -87,6 +87,20 @@ def fewshot(runs: list[dict]):
     return lines, agg, ks, variants
 
 
+def compute_table(runs: list[dict]) -> list[str]:
+    """Jobs and wall time per group and backbone, with the device each ran on."""
+    agg = defaultdict(lambda: [0, 0.0, set()])
+    for r in runs:
+        a = agg[(r["group"], r["backbone"])]
+        a[0] += 1
+        a[1] += sum(h.get("seconds", 0.0) for h in r["history"])
+        a[2].add(r["device"])
+    lines = ["| group | backbone | jobs | training time | device |", "|---|---|---|---|---|"]
+    for (group, bb), (n, wall, devs) in sorted(agg.items()):
+        lines.append(f"| {group} | {bb} | {n} | {wall / 60:.1f} min | {', '.join(sorted(devs))} |")
+    return lines
+
+
 def render(results: Path) -> Path:
     results = Path(results)
     data = json.loads((results / "reproduce.json").read_text())
@@ -110,7 +124,7 @@ def render(results: Path) -> Path:
     lines, agg, ks, variants = fewshot(runs)
     out += ["## Few-shot transfer: dfdc64-trained models fine-tuned on gan64 (k real + k fake), tested on gan64/test",
             "", "Mean ± standard deviation over seeds; 100 images per class of gan64/finetune are held out for "
-            "early stopping, so k goes up to 300.", ""] + lines + [""]
+            "early stopping and threshold calibration, so k can go up to 300.", ""] + lines + [""]
     if ks:
         for metric in ("acc", "auroc"):
             fig = go.Figure()
@@ -121,6 +135,9 @@ def render(results: Path) -> Path:
                               yaxis_title=metric.upper(), xaxis_type="log")
             fig.update_xaxes(tickvals=ks, ticktext=[str(k) for k in ks])
             out += [_save(fig, results, f"fewshot_{metric}"), ""]
+    out += ["## Compute", "", "Training time of the jobs: the sum of their epoch times in the JSON history (across "
+            "resumes; test evaluation not included).", ""]
+    out += compute_table(runs) + [""]
     out += ["## The paper's figures (ACC % / AUROC %)", "", "| dataset | baseline (best) | FDFtNet (paper) | "
             "authors' notebooks |", "|---|---|---|---|"] + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in PAPER] + [""]
     disc = Path(__file__).with_name("discussion.md")

@@ -53,7 +53,7 @@ def plan(args) -> list[dict]:
     for name, over in variants.items():
         jobs.append(job(f"dfdc64/{ab}/ablation-{name}", "ablation", "finetune", "dfdc64", "dfdc64", ab,
                         f"ablation-{name}", base=base, **{"mb_blocks": args.mb_blocks, **T, **over}))
-    for k in ABLATION_SHOTS:
+    for k in args.ablation_shots:
         jobs.append(job(f"dfdc64/{ab}/shots-{k}", "ablation", "finetune", "dfdc64", "dfdc64", ab, f"shots-{k}",
                         shots=k, base=base, mb_blocks=args.mb_blocks, **T))
     fs = args.fewshot_backbone
@@ -159,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="bench/results")
     ap.add_argument("--backbones", type=lambda s: s.split(","), default=BACKBONES)
     ap.add_argument("--ablation-backbone", default="shallownetv3")
+    ap.add_argument("--ablation-shots", type=lambda s: [int(k) for k in s.split(",")], default=ABLATION_SHOTS,
+                    help="fine-tune shot counts per class for the shots ablation (1000, all, is the main run)")
     ap.add_argument("--fewshot-backbone", default="shallownetv3")
     ap.add_argument("--fewshot-k", type=lambda s: [int(k) for k in s.split(",")], default=FEWSHOT_K)
     ap.add_argument("--seeds", type=lambda s: [int(k) for k in s.split(",")], default=[0, 1, 2])
