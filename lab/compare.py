@@ -17,6 +17,7 @@ from . import plots
 from . import state as st
 
 ALL = "all"
+FULL = "full set"  # runs trained on every image of their split (shots: null), e.g. the main benchmark rows
 
 
 def load_runs(root: str | None = None) -> tuple[list[dict], list[str]]:
@@ -53,9 +54,11 @@ def refresh(session: dict, dataset: str, shots: str):
     datasets = sorted({str(r.get("dataset")) for r in runs})
     dataset = dataset if dataset in datasets else (datasets[0] if datasets else None)
     in_ds = [r for r in runs if str(r.get("dataset")) == dataset]
-    shot_values = [ALL] + [str(s) for s in sorted({r.get("shots") for r in in_ds if r.get("shots") is not None})]
-    shots = shots if shots in shot_values else shot_values[-1]
-    sel = [r for r in in_ds if shots == ALL or str(r.get("shots")) == shots]
+    full = any(r.get("shots") is None for r in in_ds)
+    shot_values = [ALL] + ([FULL] if full else []) + [
+        str(s) for s in sorted({r.get("shots") for r in in_ds if r.get("shots") is not None})]
+    shots = shots if shots in shot_values else (FULL if full else shot_values[-1])
+    sel = [r for r in in_ds if shots == ALL or (r.get("shots") is None if shots == FULL else str(r.get("shots")) == shots)]
     labels = [_run_label(i, r) for i, r in enumerate(runs)]
     return (gr.update(choices=datasets, value=dataset), gr.update(choices=shot_values, value=shots),
             gr.update(choices=labels, value=labels[-1] if labels else None),

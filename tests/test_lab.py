@@ -231,6 +231,19 @@ def test_compare_reads_bench_results(lab):
     assert len(hist.data) >= 3 and conf.data
 
 
+def test_compare_opens_on_the_full_set_runs(lab, tmp_path, monkeypatch):
+    """Benchmark rows trained on a whole split (shots: null) are what Compare shows first."""
+    from lab import compare
+    full = dict(RUN, shots=None, variant="fdftnet-frozen")
+    (tmp_path / "r.json").write_text(json.dumps({"runs": [full, dict(RUN, variant="baseline", shots=10)]}))
+    monkeypatch.setenv("FDFTNET_RESULTS", str(tmp_path))
+    ds, shots, run, roc, bars, shots_fig, note = compare.refresh(None, None, None)
+    assert shots["choices"] == ["all", "full set", "10"] and shots["value"] == "full set"
+    assert len([t for t in roc.data if t.name != "chance"]) == 1  # the full-set run only, not the 10-shot one
+    ds, shots, *_ = compare.refresh(None, None, "10")
+    assert shots["value"] == "10"
+
+
 # ----------------------------------------------------------------------------------------------
 # gradio_client against the launched app
 
