@@ -88,7 +88,7 @@ def fewshot(runs: list[dict]):
 
 
 def compute_table(runs: list[dict]) -> list[str]:
-    """Jobs and wall time per group and backbone, with the device each ran on."""
+    """Jobs and training time (sum of epoch times) per group and backbone, with the device each ran on."""
     agg = defaultdict(lambda: [0, 0.0, set()])
     for r in runs:
         a = agg[(r["group"], r["backbone"])]
@@ -96,8 +96,8 @@ def compute_table(runs: list[dict]) -> list[str]:
         a[1] += sum(h.get("seconds", 0.0) for h in r["history"])
         a[2].add(r["device"])
     lines = ["| group | backbone | jobs | training time | device |", "|---|---|---|---|---|"]
-    for (group, bb), (n, wall, devs) in sorted(agg.items()):
-        lines.append(f"| {group} | {bb} | {n} | {wall / 60:.1f} min | {', '.join(sorted(devs))} |")
+    for (group, bb), (n, seconds, devs) in sorted(agg.items()):
+        lines.append(f"| {group} | {bb} | {n} | {seconds / 60:.1f} min | {', '.join(sorted(devs))} |")
     return lines
 
 

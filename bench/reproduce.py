@@ -152,6 +152,11 @@ def gather(results: Path) -> dict:
     return {"runs": runs, "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def _int_list(s: str) -> list[int]:
+    """'25,50,100' -> [25, 50, 100] (argparse type)."""
+    return [int(k) for k in s.split(",")]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data", help="folder holding dfdc64/ and gan64/")
@@ -159,11 +164,11 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="bench/results")
     ap.add_argument("--backbones", type=lambda s: s.split(","), default=BACKBONES)
     ap.add_argument("--ablation-backbone", default="shallownetv3")
-    ap.add_argument("--ablation-shots", type=lambda s: [int(k) for k in s.split(",")], default=ABLATION_SHOTS,
+    ap.add_argument("--ablation-shots", type=_int_list, default=ABLATION_SHOTS,
                     help="fine-tune shot counts per class for the shots ablation (1000, all, is the main run)")
     ap.add_argument("--fewshot-backbone", default="shallownetv3")
-    ap.add_argument("--fewshot-k", type=lambda s: [int(k) for k in s.split(",")], default=FEWSHOT_K)
-    ap.add_argument("--seeds", type=lambda s: [int(k) for k in s.split(",")], default=[0, 1, 2])
+    ap.add_argument("--fewshot-k", type=_int_list, default=FEWSHOT_K)
+    ap.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=40, help="maximum epochs per job (paper: 300)")
     ap.add_argument("--patience", type=int, default=8, help="early-stopping patience (paper: 20)")
     ap.add_argument("--batch-size", type=int, default=128)

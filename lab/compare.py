@@ -48,17 +48,21 @@ def _run_label(i: int, r: dict) -> str:
             f"{r.get('shots')} shots · seed {r.get('seed')}")
 
 
+def _shots_key(shots: int | None) -> str:
+    """A run's entry in the shots dropdown."""
+    return FULL if shots is None else str(shots)
+
+
 def refresh(session: dict, dataset: str, shots: str):
     """Dropdown choices and the overview figures for the chosen dataset and shots."""
     runs, note = _all_runs(session)
     datasets = sorted({str(r.get("dataset")) for r in runs})
     dataset = dataset if dataset in datasets else (datasets[0] if datasets else None)
     in_ds = [r for r in runs if str(r.get("dataset")) == dataset]
-    full = any(r.get("shots") is None for r in in_ds)
-    shot_values = [ALL] + ([FULL] if full else []) + [
-        str(s) for s in sorted({r.get("shots") for r in in_ds if r.get("shots") is not None})]
-    shots = shots if shots in shot_values else (FULL if full else shot_values[-1])
-    sel = [r for r in in_ds if shots == ALL or (r.get("shots") is None if shots == FULL else str(r.get("shots")) == shots)]
+    counts = sorted({r.get("shots") for r in in_ds}, key=lambda s: -1 if s is None else s)  # the full set first
+    shot_values = [ALL] + [_shots_key(s) for s in counts]
+    shots = shots if shots in shot_values else (FULL if None in counts else shot_values[-1])
+    sel = [r for r in in_ds if shots in (ALL, _shots_key(r.get("shots")))]
     labels = [_run_label(i, r) for i, r in enumerate(runs)]
     return (gr.update(choices=datasets, value=dataset), gr.update(choices=shot_values, value=shots),
             gr.update(choices=labels, value=labels[-1] if labels else None),
