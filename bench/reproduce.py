@@ -119,29 +119,49 @@ def _device_name(device: str) -> str:
 
 
 def export_default(args, results: Path, key: str, dest: Path = Path("checkpoints")) -> None:
-    """Copy job `key`'s checkpoint and its baseline into checkpoints/ with test metrics (eval.json) and a card."""
+    """Copy job `key`'s checkpoint and its baseline into checkpoints/ with test metrics (eval.json) and a card.
+
+    Both folders are built in a staging folder first and swapped in only when both are complete, so an export that
+    fails (missing run, unreadable file) leaves the checkpoints already there untouched."""
     import shutil
+    import uuid
 
     from fdftnet.card import write_model_card
-    rec = json.loads((results / "jobs" / f"{key}.json").read_text())
+    rec_path = results / "jobs" / f"{key}.json"
+    if not rec_path.exists():
+        raise SystemExit(f"--export-default: no finished job {key!r} in {results / 'jobs'}")
+    rec = json.loads(rec_path.read_text())
+    if rec.get("base") is None:
+        raise SystemExit(f"--export-default: {key!r} is not an FDFtNet job (it has no baseline)")
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f".export-{uuid.uuid4().hex}"
     names = {}
-    for kind, k in (("baseline", rec["base"]), ("fdftnet", key)):
-        src = Path(args.runs) / k
-        job_rec = json.loads((results / "jobs" / f"{k}.json").read_text())
-        name = f"{kind}-{job_rec['backbone']}-{job_rec['dataset']}"
-        out = dest / name
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-        for f in ("config.json", "model.safetensors"):
-            shutil.copy2(src / f, out / f)
-        training = json.loads((src / "training.json").read_text())
-        if kind == "fdftnet":  # point the provenance at the exported baseline, not at the runs folder
-            training["info"].update(base_model=str(dest / names["baseline"]), base_model_source="local")
-        write_json(out / "training.json", training)
-        test = {m: job_rec["test"][m] for m in ("acc", "auroc", "ap", "eer", "n", "threshold", "acc_best")}
-        write_json(out / "eval.json", {**test, "split": "test", "data": job_rec["dataset"], "job": k})
-        write_model_card(out)
-        names[kind] = name
+    try:
+        for kind, k in (("baseline", rec["base"]), ("fdftnet", key)):
+            src = Path(args.runs) / k
+            job_rec = json.loads((results / "jobs" / f"{k}.json").read_text())
+            name = f"{kind}-{job_rec['backbone']}-{job_rec['dataset']}"
+            out = staging / name
+            out.mkdir(parents=True)
+            for f in ("config.json", "model.safetensors"):
+                shutil.copy2(src / f, out / f)
+            training = json.loads((src / "training.json").read_text())
+            if kind == "fdftnet":  # point the provenance at the exported baseline, not at the runs folder
+                training["info"].update(base_model=str(dest / names["baseline"]), base_model_source="local")
+            write_json(out / "training.json", training)
+            test = {m: job_rec["test"][m] for m in ("acc", "auroc", "ap", "eer", "n", "threshold", "acc_best")}
+            write_json(out / "eval.json", {**test, "split": "test", "data": job_rec["dataset"], "job": k})
+            write_model_card(out)
+            names[kind] = name
+        for name in names.values():  # swap: old folder aside, new one in, old one removed
+            old = staging / f"{name}.old"
+            if (dest / name).exists():
+                os.replace(dest / name, old)
+            os.replace(staging / name, dest / name)
+    except FileNotFoundError as e:
+        raise SystemExit(f"--export-default: {e.filename} is missing; checkpoints/ left as it was") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     write_json(dest / "default.json", names)
     print(f"exported {names} to {dest}")
 

@@ -2,6 +2,8 @@
 import json
 import re
 
+import pytest
+
 from conftest import make_image_folder
 
 from bench.reproduce import main
@@ -61,3 +63,13 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     ev = json.loads((tmp_path / "checkpoints" / names["fdftnet"] / "eval.json").read_text())
     assert ev["acc"] == frozen["acc"] and ev["job"] == "dfdc64/squeezenet/fdftnet-frozen"
     assert (tmp_path / "checkpoints" / names["baseline"] / "model.safetensors").exists()
+
+    # a failed export (the run's weights are gone) says so in one line and leaves the exported folders as they were
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "checkpoints").rglob("*") if p.is_file()}
+    (tmp_path / "runs" / "dfdc64/squeezenet/fdftnet-frozen" / "model.safetensors").unlink()
+    with pytest.raises(SystemExit, match="model.safetensors is missing"):
+        main(_args(root, tmp_path, "--export-default", "dfdc64/squeezenet/fdftnet-frozen"))
+    with pytest.raises(SystemExit, match="no finished job"):
+        main(_args(root, tmp_path, "--export-default", "dfdc64/squeezenet/nope"))
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "checkpoints").rglob("*") if p.is_file()}
+    assert after == before
