@@ -3,6 +3,7 @@
     fdftnet models
     fdftnet pretrain --data ../shared/data/dfdc64 --backbone squeezenet --out runs/sq --epochs 30
     fdftnet finetune --data ../shared/data/dfdc64 --backbone-from runs/sq --out runs/sq-ft --shots 1000
+    fdftnet finetune --data my-new-fakes --init-from runs/sq-ft --out runs/sq-ft2 --shots 100
     fdftnet evaluate --model runs/sq-ft --data ../shared/data/dfdc64 --split test --json m.json
     fdftnet predict --model runs/sq-ft face1.png face2.jpg
     fdftnet push --model runs/sq-ft --repo-id user/fdftnet-sq --dry-run
@@ -75,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
 
     p = sub.add_parser("finetune", help="fine-tune FDFtNet on a pretrained baseline with k shots per class")
-    p.add_argument("--backbone-from", required=True, metavar="DIR_OR_HUB_ID", help="a `pretrain` checkpoint")
-    p.add_argument("--backbone-revision", metavar="REV", help="Hub branch/tag/commit of --backbone-from")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--backbone-from", metavar="DIR_OR_HUB_ID", help="a `pretrain` checkpoint: new FTT and MBblockV3")
+    start.add_argument("--init-from", metavar="DIR_OR_HUB_ID",
+                       help="a `finetune` checkpoint to keep fine-tuning on new data (its architecture is kept)")
+    p.add_argument("--backbone-revision", metavar="REV", help="Hub branch/tag/commit of the starting checkpoint")
     p.add_argument("--cache-dir", help="Hub cache directory (token: HF_TOKEN or `hf auth login`)")
     p.add_argument("--shots", type=int, help="images per class drawn from the training split (default: all)")
     p.add_argument("--no-freeze", dest="freeze_backbone", action="store_false", help="also train the backbone")
@@ -153,7 +157,7 @@ def _train_config(args, stage: str):
     if stage == "pretrain":
         keys += ["backbone"]
     else:
-        keys += ["backbone_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
+        keys += ["backbone_from", "init_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
                  "se_on_expanded", "cutout", "cutout_holes", "cutout_scale"]
     kw = {k: getattr(args, k) for k in keys}
     kw = {k: v for k, v in kw.items() if v is not None}

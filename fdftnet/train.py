@@ -13,7 +13,7 @@ Events: {"type": "start", ...}, {"type": "step", "epoch", "step", "steps", "loss
 """
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -58,10 +58,12 @@ class TrainConfig:
     shots: int | None = None            # k images per class drawn (seeded) from the training split; None = all
     # --- model
     backbone: str = "xception"          # registered backbone (pretrain)
-    init_from: str | None = None        # pretrain stage: start from this baseline checkpoint (transfer baselines)
+    init_from: str | None = None        # start from this checkpoint: a baseline (pretrain: transfer baselines) or an
+                                        # FDFtNet (finetune: adapt a trained FDFtNet, its FTT and MBblockV3 included,
+                                        # to new data; the architecture settings below then come from it)
     head_only: bool = False             # pretrain stage: train only the classification head (linear-probe baseline)
     backbone_from: str | None = None    # baseline checkpoint FDFtNet is built on (finetune): a directory or Hub id
-    backbone_revision: str | None = None  # Hub branch/tag/commit of backbone_from
+    backbone_revision: str | None = None  # Hub branch/tag/commit of backbone_from (or of init_from, finetune)
     cache_dir: str | None = None        # Hub cache for backbone_from (default: $HF_HUB_CACHE)
     freeze_backbone: bool = True        # paper: frozen is best; authors' notebooks also ran unfrozen
     ftt_stages: int = 3                 # M in the paper
@@ -344,11 +346,22 @@ def pretrain(cfg: TrainConfig) -> Iterator[dict]:
     yield from fit(model, train, val, cfg, info)
 
 
+ARCH_FIELDS = ("ftt_stages", "ftt_channels", "use_ftt", "mb_blocks", "se_on_expanded")  # FDFtNet's own settings
+
+
 def build_fdftnet(cfg: TrainConfig) -> tuple[FDFtNet, dict]:
-    """FDFtNet on the baseline checkpoint cfg.backbone_from, as configured; plus provenance of that base."""
-    if not cfg.backbone_from:
-        raise ValueError("finetune needs a baseline checkpoint: --backbone-from DIR_OR_HUB_ID")
+    """FDFtNet as configured: new FTT/MBblockV3 on the baseline cfg.backbone_from, or the trained FDFtNet
+    cfg.init_from to keep fine-tuning (its weights and architecture; cfg.freeze_backbone still applies)."""
+    if bool(cfg.backbone_from) == bool(cfg.init_from):
+        raise ValueError("finetune needs one starting checkpoint: --backbone-from BASELINE (new FTT and MBblockV3) "
+                         "or --init-from FDFTNET (keep fine-tuning a trained FDFtNet), not both")
     hub = dict(revision=cfg.backbone_revision, cache_dir=cfg.cache_dir)  # the token: HF_TOKEN or the login cache
+    if cfg.init_from:
+        src = load_model(cfg.init_from, expect="fdftnet", **hub)
+        model = FDFtNet(**{**src.config, "freeze_backbone": cfg.freeze_backbone})
+        model.load_state_dict(src.state_dict())  # the calibrated threshold buffer comes with it
+        return model.train(), {**source_info(cfg.init_from, **hub), "backbone": src.backbone_name,
+                               "init_from": cfg.init_from}
     base = load_model(cfg.backbone_from, expect="baseline", **hub)
     torch.manual_seed(cfg.seed)  # the new FTT/MBblockV3 weights depend only on the seed
     model = FDFtNet.from_baseline(base, ftt_stages=cfg.ftt_stages, ftt_channels=list(cfg.ftt_channels),
@@ -360,6 +373,8 @@ def build_fdftnet(cfg: TrainConfig) -> tuple[FDFtNet, dict]:
 def finetune(cfg: TrainConfig) -> Iterator[dict]:
     """Fine-tune FDFtNet (FTT + MBblockV3 on a pretrained backbone) on k shots per class."""
     model, base_info = build_fdftnet(cfg)
+    if cfg.init_from:  # training.json records the architecture that was trained, which is the checkpoint's
+        cfg = replace(cfg, **{k: model.config[k] for k in ARCH_FIELDS})
     train, val = _load_data(cfg)
     info = {"stage": "finetune", **base_info, **_data_info(cfg, train, val)}
     yield from fit(model, train, val, cfg, info)

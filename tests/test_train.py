@@ -3,12 +3,14 @@ import json
 import math
 
 import pytest
+import torch
 
 from fdftnet import FDFtNet, load_model
-from fdftnet.checkpoint import read_resume_state
+from fdftnet.checkpoint import CheckpointError, read_resume_state
+from fdftnet.cli import main as cli_main
 from fdftnet.data import load_image_folder
 from fdftnet.inference import evaluate
-from fdftnet.train import TrainConfig, TrainingError, finetune
+from fdftnet.train import TrainConfig, TrainingError, build_fdftnet, finetune
 
 
 def _ft_cfg(data, base, out, **kw):
@@ -94,3 +96,45 @@ def test_config_validation():
     cfg = TrainConfig(data="x", stage="pretrain", optimizer="sgd")
     assert cfg.train_split == "train" and cfg.lr == 0.3 and cfg.augment is False
     assert TrainConfig(data="x").train_split == "finetune" and TrainConfig(data="x").cutout is True
+
+
+def test_finetune_can_continue_from_a_trained_fdftnet(synthetic_images, tiny_baseline_dir, tmp_path, capsys):
+    first = tmp_path / "first"
+    list(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, first, epochs=2, shots=16)))
+    weights = (first / "model.safetensors").read_bytes()
+    src = load_model(first, expect="fdftnet")
+    # architecture settings given for the new run are overridden by the checkpoint's (mb_blocks 2, not 4)
+    cfg = _ft_cfg(synthetic_images, None, tmp_path / "second", backbone_from=None, init_from=str(first),
+                  freeze_backbone=False, mb_blocks=4, epochs=1, shots=8, seed=3)
+    model, info = build_fdftnet(cfg)
+    assert info["init_from"] == str(first) and info["base_model"] == str(first)
+    assert not model.freeze_backbone and all(p.requires_grad for p in model.backbone.parameters())
+    start = model.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in src.state_dict().items())  # FTT, MBblockV3, threshold too
+    list(finetune(cfg))
+    out = load_model(tmp_path / "second", expect="fdftnet")
+    record = json.loads((tmp_path / "second" / "training.json").read_text())
+    assert out.config["mb_blocks"] == 2 and record["train_config"]["mb_blocks"] == 2
+    assert record["train_config"]["init_from"] == str(first) and out.freeze_backbone is False
+    changed = [k for k, v in out.state_dict().items() if not torch.equal(v, start[k])]
+    assert any(k.startswith("backbone.") for k in changed) and any(k.startswith("ftt.") for k in changed)
+    assert (first / "model.safetensors").read_bytes() == weights  # the starting checkpoint is left as it was
+
+    # the same from the command line; a baseline given to --init-from is a one-line error
+    args = ["finetune", "--data", str(synthetic_images), "--epochs", "1", "--shots", "4", "--batch-size", "8",
+            "--device", "cpu", "--init-from"]
+    assert cli_main(args + [str(tmp_path / "second"), "--out", str(tmp_path / "third")]) == 0
+    assert load_model(tmp_path / "third", expect="fdftnet").config["mb_blocks"] == 2
+    capsys.readouterr()
+    assert cli_main(args + [str(tiny_baseline_dir), "--out", str(tmp_path / "fourth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs an FDFtNet" in err and len(err.splitlines()) == 1
+
+
+def test_finetune_needs_exactly_one_starting_checkpoint(synthetic_images, tiny_baseline_dir, tmp_path):
+    with pytest.raises(ValueError, match="one starting checkpoint"):
+        build_fdftnet(_ft_cfg(synthetic_images, tiny_baseline_dir, tmp_path, init_from=str(tiny_baseline_dir)))
+    with pytest.raises(ValueError, match="one starting checkpoint"):
+        build_fdftnet(_ft_cfg(synthetic_images, None, tmp_path, backbone_from=None))
+    with pytest.raises(CheckpointError, match="needs an FDFtNet"):
+        build_fdftnet(_ft_cfg(synthetic_images, None, tmp_path, backbone_from=None, init_from=str(tiny_baseline_dir)))
