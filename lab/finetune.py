@@ -1,4 +1,7 @@
-"""Few-shot tab: fine-tune FDFtNet on a baseline with a tiny uploaded set, live, then use, download or push it."""
+"""Few-shot tab: fine-tune FDFtNet with a tiny uploaded set, live, then use, download or push it.
+
+It starts from a baseline (new FTT and MBblockV3 on its backbone) or from a trained FDFtNet (keep fine-tuning it:
+adapt a detector to a new generator)."""
 import logging
 import tempfile
 from pathlib import Path
@@ -31,10 +34,10 @@ def _prepare(zip_file, real_files, fake_files, root: Path) -> dict:
     return holdout_split(root / "upload", root / "data", holdout=0.25, min_holdout=2)
 
 
-def _results(base_m: dict, ft_m: dict, n: int) -> str:
+def _results(base_m: dict, ft_m: dict, n: int, start: str = "baseline") -> str:
     rows = [("ACC (own threshold)", "acc"), ("AUROC", "auroc"), ("AP", "ap"), ("EER ↓", "eer")]
     fmt = lambda v: "–" if v is None or v != v else f"{v:.3f}"  # noqa: E731 - NaN/None -> dash
-    lines = [f"| on the {n} held-out images | baseline | fine-tuned FDFtNet |", "|---|---|---|"]
+    lines = [f"| on the {n} held-out images | {start} | fine-tuned FDFtNet |", "|---|---|---|"]
     lines += [f"| {name} | {fmt(base_m.get(k))} | {fmt(ft_m.get(k))} |" for name, k in rows]
     return "\n".join(lines) + ("\n\n*The hold-out also chose the best epoch and FDFtNet's threshold, so with a "
                                "handful of images treat these numbers as a sanity check, not a benchmark.*")
@@ -47,7 +50,8 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
     sid = getattr(request, "session_hash", None) or "local"
     st.CANCELLED.discard(sid)  # a Cancel clicked when nothing ran must not stop this run
     base_dir = st.resolve(base or st.DEFAULT_BASELINE)
-    st.get_model(base_dir, expect="baseline")  # a clear error now rather than inside the training loop
+    # a baseline gets new FTT and MBblockV3; an FDFtNet is fine-tuned further (a clear error now if neither loads)
+    adapt = st.get_model(base_dir).model_type == "fdftnet"
     k = len(session["models"]) + 1
     run_dir = Path(tempfile.mkdtemp(prefix=f"finetune{k}-", dir=st.session_dir(session, request)))
     split = _prepare(zip_file, real_files, fake_files, run_dir)
@@ -56,7 +60,7 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
     if shots > n_train:
         gr.Info(f"{n_train} training images per class after the hold-out: using all of them")
     cfg = TrainConfig(stage="finetune", data=str(run_dir / "data"), train_split="finetune", val_split="validation",
-                      backbone_from=base_dir, out=str(run_dir / "model"), epochs=int(epochs),
+                      **{"init_from" if adapt else "backbone_from": base_dir}, out=str(run_dir / "model"), epochs=int(epochs),
                       shots=shots if 0 < shots <= n_train else None, freeze_backbone=bool(frozen),
                       cutout_holes=int(alpha), cutout_scale=int(beta),
                       batch_size=32,  # few-shot sets are tiny: several steps per epoch instead of one
@@ -91,17 +95,19 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
     if sid in st.CANCELLED:  # Cancel came after the last epoch: keep the promise that nothing is added
         st.CANCELLED.discard(sid)
         return
-    variant = f"fdftnet-{'frozen' if frozen else 'unfrozen'}"
+    variant = f"fdftnet-{'frozen' if frozen else 'unfrozen'}" + ("-adapt" if adapt else "")
+    start = "FDFtNet before" if adapt else "baseline"
     used = cfg.shots or n_train
     session["models"].append({"label": f"fine-tuned #{k}: {model.backbone_name}, {variant[8:]}, {used} shots/class",
                               "dir": cfg.out, "base": base_dir, "data": cfg.data})
     common = {"backbone": model.backbone_name, "dataset": f"session upload #{k}", "shots": used, "seed": cfg.seed}
-    session["runs"] += [{**common, "variant": "baseline", "metrics": jsonable(base_m), "history": []},
+    session["runs"] += [{**common, "variant": "fdftnet-start" if adapt else "baseline", "metrics": jsonable(base_m),
+                         "history": []},
                         {**common, "variant": variant, "metrics": jsonable(ft_m), "history": history}]
     archive = zip_dir(cfg.out, run_dir / f"fdftnet-finetuned-{k}.zip")
     status = (f"**Done:** best epoch {done['best_epoch']} of {done['epochs_run']}. The model is now in Detect's "
               f"picker as “fine-tuned #{k}”.")
-    yield plots.training_curves(history), status, _results(base_m, ft_m, len(val)), session, archive
+    yield plots.training_curves(history), status, _results(base_m, ft_m, len(val), start), session, archive
 
 
 def cancel_finetune(request: gr.Request) -> str:
@@ -134,9 +140,9 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
             with gr.Accordion("…or drop real and fake images separately", open=False):
                 real_files = gr.File(label="real images", file_count="multiple", file_types=["image"])
                 fake_files = gr.File(label="fake images", file_count="multiple", file_types=["image"])
-            base = gr.Dropdown([("default baseline", st.DEFAULT_BASELINE)] + st.base_choices(),
-                               value=st.DEFAULT_BASELINE, allow_custom_value=True, label="Base (baseline checkpoint)",
-                               info="a baseline under checkpoints/, or type a local folder or Hub id")
+            base = gr.Dropdown(st.base_choices(), value=st.DEFAULT_BASELINE, allow_custom_value=True,
+                               label="Start from", info="a baseline gets a new FTT and MBblockV3; an FDFtNet is "
+                               "fine-tuned further. Or type a local folder or Hub id")
             shots = gr.Slider(0, 200, value=0, step=1, label="shots per class (0 = all)")
             epochs = gr.Slider(1, 50, value=5, step=1, label="epochs", elem_id="ft-epochs")
             frozen = gr.Checkbox(value=True, label="freeze the backbone (the paper's best)")
@@ -160,8 +166,8 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
                 push_btn = gr.Button("Push")
                 push_status = gr.Markdown()
 
-    demo.load(lambda b: gr.update(choices=[("default baseline", st.DEFAULT_BASELINE)] + st.base_choices(), value=b),
-              base, base, api_visibility="private")
+    gr.on([demo.load, session.change], lambda s, b: gr.update(choices=st.base_choices(s), value=b), [session, base],
+          base, api_visibility="private")
     run_ev = run_btn.click(run_finetune, [zip_file, real_files, fake_files, base, shots, epochs, frozen, alpha, beta,
                                           session], [curves, status, results, session, archive],
                            api_name="finetune", concurrency_limit=1, concurrency_id="train",

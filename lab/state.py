@@ -198,6 +198,10 @@ def model_choices(session: dict | None) -> list[tuple[str, str]]:
     return out + [(m["label"], m["dir"]) for m in (session or {}).get("models", [])]
 
 
-def base_choices() -> list[tuple[str, str]]:
-    """Fine-tune's base picker: every baseline checkpoint under checkpoints/."""
-    return [(Path(d).name, d) for d in discover()["baseline"]]
+def base_choices(session: dict | None = None) -> list[tuple[str, str]]:
+    """Fine-tune's start picker: the default baseline, every checkpoint under checkpoints/ (baselines, then FDFtNets
+    to fine-tune further), then this session's fine-tuned models."""
+    found = discover()
+    return ([("default baseline", DEFAULT_BASELINE)] + [(f"baseline: {Path(d).name}", d) for d in found["baseline"]]
+            + [(f"keep fine-tuning: {Path(d).name}", d) for d in found["fdftnet"]]
+            + [(f"keep fine-tuning: {m['label']}", m["dir"]) for m in (session or {}).get("models", [])])

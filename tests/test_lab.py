@@ -173,6 +173,7 @@ def test_finetune_as_a_function_then_detect_with_it(lab):
     fig, status, results, session, archive = outs[-1]
     assert "done" in status.lower() and "fine-tuned FDFtNet" in results and "AUROC" in results
     assert [r["variant"] for r in session["runs"]] == ["baseline", "fdftnet-frozen"]
+    assert ("keep fine-tuning: " + session["models"][0]["label"], session["models"][0]["dir"]) in st.base_choices(session)
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
         assert {"config.json", "model.safetensors"} <= set(names) and not any(n.startswith("last/") for n in names)
@@ -187,6 +188,15 @@ def test_finetune_as_a_function_then_detect_with_it(lab):
     assert finetune.push_model("me/x", "hf_secret", True, st.new_session())[1] == ""  # token box cleared
     msg, token = finetune.push_model("", "hf_secret", True, session)
     assert "repo id" in msg and token == "" and "hf_secret" not in msg
+    # start from that FDFtNet: it is fine-tuned further, unfrozen this time, and compared with itself before
+    first = session["models"][0]["dir"]
+    *_, (fig, status, results, session, archive) = finetune.run_finetune(lab.zip, None, None, first, 0, 1, False, 3,
+                                                                         10, session, None)
+    assert "| FDFtNet before | fine-tuned FDFtNet |" in results
+    assert [r["variant"] for r in session["runs"]][2:] == ["fdftnet-start", "fdftnet-unfrozen-adapt"]
+    second = st.get_model(session["models"][1]["dir"])
+    assert json.loads((Path(session["models"][1]["dir"]) / "training.json").read_text())["info"]["init_from"] == first
+    assert second.freeze_backbone is False and second.config["mb_blocks"] == st.get_model(first).config["mb_blocks"]
     st.drop_session(session)
 
 
@@ -216,8 +226,9 @@ def test_finetune_refuses_bad_zips(lab, tmp_path, members, err):
                                    session, None))
     with pytest.raises(gr.Error, match="no training images"):
         list(finetune.run_finetune(None, None, None, "default-baseline", 0, 1, True, 3, 10, session, None))
-    with pytest.raises(gr.Error, match="baseline checkpoint is needed"):
-        list(finetune.run_finetune(lab.zip, None, None, "default", 0, 1, True, 3, 10, session, None))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(gr.Error, match="config.json"):
+        list(finetune.run_finetune(lab.zip, None, None, str(tmp_path / "empty"), 0, 1, True, 3, 10, session, None))
     st.drop_session(session)
 
 
