@@ -75,15 +75,16 @@ def fewshot(runs: list[dict]):
         if r["group"] == "fewshot":
             agg[r["variant"]][r["shots"]].append(r["test"])
     ks = sorted({k for v in agg.values() for k in v})
-    variants = [v for v in ("fdftnet", "fdftnet-unfrozen", "baseline-head", "baseline-full") if v in agg]
-    lines = ["| shots/class | " + " | ".join(f"{v} ACC | {v} AUROC" for v in variants) + " | seeds |",
-             "|---|" + "---|" * (2 * len(variants) + 1)]
-    for k in ks:
-        cells = []
-        for v in variants:
-            ms = agg[v].get(k, [])
-            cells += [mean_std([m["acc"] for m in ms]), mean_std([m["auroc"] for m in ms])]
-        lines.append(f"| {k} | " + " | ".join(cells) + f" | {len(agg[variants[0]].get(k, []))} |")
+    order = ("fdftnet", "fdftnet-unfrozen", "fdftnet-adapt", "fdftnet-unfrozen-adapt", "baseline-head", "baseline-full")
+    variants = [v for v in order if v in agg]
+    lines = []
+    for metric, name in (("acc", "ACC %"), ("auroc", "AUROC %")):
+        lines += [f"**{name}**", "", "| shots/class | " + " | ".join(variants) + " | seeds |",
+                  "|---|" + "---|" * (len(variants) + 1)]
+        for k in ks:
+            cells = [mean_std([m[metric] for m in agg[v].get(k, [])]) for v in variants]
+            lines.append(f"| {k} | " + " | ".join(cells) + f" | {len(agg[variants[0]].get(k, []))} |")
+        lines.append("")
     return lines, agg, ks, variants
 
 

@@ -67,6 +67,12 @@ def plan(args) -> list[dict]:
                             "fdftnet", mb_blocks=args.mb_blocks, **common, **G))
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/fdftnet-unfrozen", "fewshot", "finetune", "gan64", "gan64", fs,
                             "fdftnet-unfrozen", mb_blocks=args.mb_blocks, freeze_backbone=False, **common, **G))
+            # the dfdc64 FDFtNet itself, FTT and MBblockV3 already trained, fine-tuned further (adapt = init_from)
+            jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/fdftnet-adapt", "fewshot", "finetune", "gan64", "gan64", fs,
+                            "fdftnet-adapt", adapt=True, **{**common, "base": f"dfdc64/{fs}/fdftnet-frozen"}, **G))
+            jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/fdftnet-unfrozen-adapt", "fewshot", "finetune", "gan64",
+                            "gan64", fs, "fdftnet-unfrozen-adapt", adapt=True, freeze_backbone=False,
+                            **{**common, "base": f"dfdc64/{fs}/fdftnet-unfrozen"}, **G))
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/head-only", "fewshot", "pretrain", "gan64", "gan64", fs,
                             "baseline-head", head_only=True, augment=True, **common, **G))
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/full", "fewshot", "pretrain", "gan64", "gan64", fs,
@@ -87,7 +93,8 @@ def run_job(j: dict, args) -> dict:
         tc = TrainConfig(stage="pretrain", backbone=backbone, init_from=base_dir, **common, **cfg)
         run = pretrain(tc)
     else:
-        tc = TrainConfig(stage="finetune", backbone_from=base_dir, **common, **cfg)
+        start = "init_from" if cfg.pop("adapt", False) else "backbone_from"
+        tc = TrainConfig(stage="finetune", **{start: base_dir}, **common, **cfg)
         run = finetune(tc)
     t0, done = time.time(), None
     for ev in run:

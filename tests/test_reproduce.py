@@ -24,7 +24,7 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
 
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
-    assert len(planned) == 3 + 6 + 4  # baseline + 2 FDFtNet; 4 ablations + 2 shot counts; 4 few-shot methods
+    assert len(planned) == 3 + 6 + 6  # baseline + 2 FDFtNet; 4 ablations + 2 shot counts; 6 few-shot methods
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -32,6 +32,10 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
         assert rec["epochs_run"] == 1 and rec["train_config"]["epochs"] == 1 and rec["device"].startswith("cpu")
     assert jobs["gan64/squeezenet/k4/s0/fdftnet"]["train_config"]["batch_size"] == 8
     assert jobs["gan64/squeezenet/k4/s0/fdftnet-unfrozen"]["train_config"]["freeze_backbone"] is False
+    adapt = jobs["gan64/squeezenet/k4/s0/fdftnet-unfrozen-adapt"]  # continues the dfdc64 FDFtNet, not a new one
+    assert adapt["base"] == "dfdc64/squeezenet/fdftnet-unfrozen" and adapt["train_config"]["backbone_from"] is None
+    assert adapt["train_config"]["init_from"].endswith("dfdc64/squeezenet/fdftnet-unfrozen")
+    assert adapt["train_config"]["freeze_backbone"] is False and adapt["train_config"]["mb_blocks"] == 1
     assert jobs["dfdc64/squeezenet/ablation-no-ftt"]["train_config"]["use_ftt"] is False
     assert jobs["dfdc64/squeezenet/shots-2"]["shots"] == 2
 
