@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="fine-tune FDFtNet on a pretrained baseline with k shots per class")
     start = p.add_mutually_exclusive_group(required=True)
-    start.add_argument("--backbone-from", metavar="DIR_OR_HUB_ID", help="a `pretrain` checkpoint: new FTT and MBblockV3")
+    start.add_argument("--backbone-from", metavar="DIR_OR_HUB_ID",
+                       help="a `pretrain` checkpoint: new FTT and MBblockV3 on its backbone")
     start.add_argument("--init-from", metavar="DIR_OR_HUB_ID",
                        help="a `finetune` checkpoint to keep fine-tuning on new data (its architecture is kept)")
     p.add_argument("--backbone-revision", metavar="REV", help="Hub branch/tag/commit of the starting checkpoint")

@@ -60,8 +60,8 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
     if shots > n_train:
         gr.Info(f"{n_train} training images per class after the hold-out: using all of them")
     cfg = TrainConfig(stage="finetune", data=str(run_dir / "data"), train_split="finetune", val_split="validation",
-                      **{"init_from" if adapt else "backbone_from": base_dir}, out=str(run_dir / "model"), epochs=int(epochs),
-                      shots=shots if 0 < shots <= n_train else None, freeze_backbone=bool(frozen),
+                      **{"init_from" if adapt else "backbone_from": base_dir}, out=str(run_dir / "model"),
+                      epochs=int(epochs), shots=shots if 0 < shots <= n_train else None, freeze_backbone=bool(frozen),
                       cutout_holes=int(alpha), cutout_scale=int(beta),
                       batch_size=32,  # few-shot sets are tiny: several steps per epoch instead of one
                       meta={"source": "fdftnet lab"})
