@@ -236,7 +236,10 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None) -> str:
              "is_fake = p_fake >= model.threshold   # threshold calibrated on the validation split", "```", "",
              "From the command line:", "", "```bash",
              f"fdftnet predict --model {where} face1.png face2.jpg",
-             f"fdftnet evaluate --model {where} --data DATA_ROOT --split test"]
+             f"fdftnet evaluate --model {where} --data DATA_ROOT --split test",
+             (f"fdftnet finetune --init-from {where} --data NEW_DATA --out my-fdftnet --shots 100   # adapt to new fakes"
+              if cls == "FDFtNet" else
+              f"fdftnet finetune --backbone-from {where} --data DATA_ROOT --out my-fdftnet   # FDFtNet on this backbone")]
     if repo_id:
         lines.append(f"fdftnet pull --repo-id {repo_id} --out {title}")
     lines += ["```", ""]
@@ -258,7 +261,8 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None) -> str:
     base, _, base_rev = _base_model_of(info)
     prov = []
     if base:
-        prov.append(f"- base model (pretrained backbone): `{base}`" + (f" at revision `{base_rev}`" if base_rev else ""))
+        what = "fine-tuned further from the FDFtNet" if info.get("init_from") else "base model (pretrained backbone):"
+        prov.append(f"- {what} `{base}`" + (f" at revision `{base_rev}`" if base_rev else ""))
     elif info.get("stage") == "pretrain":
         prov.append(f"- trained from scratch (`{backbone}` backbone, seed {train_cfg.get('seed')})")
     if data:

@@ -119,6 +119,9 @@ def test_finetune_can_continue_from_a_trained_fdftnet(synthetic_images, tiny_bas
     changed = [k for k, v in out.state_dict().items() if not torch.equal(v, start[k])]
     assert any(k.startswith("backbone.") for k in changed) and any(k.startswith("ftt.") for k in changed)
     assert (first / "model.safetensors").read_bytes() == weights  # the starting checkpoint is left as it was
+    card = (tmp_path / "second" / "README.md").read_text()
+    assert f"fine-tuned further from the FDFtNet `{first}`" in card and "pretrained backbone" not in card
+    assert f"fdftnet finetune --init-from {tmp_path / 'second'}" in card
 
     # the same from the command line; a baseline given to --init-from is a one-line error
     args = ["finetune", "--data", str(synthetic_images), "--epochs", "1", "--shots", "4", "--batch-size", "8",
