@@ -107,11 +107,14 @@ def run_job(j: dict, args) -> dict:
     model = load_model(out, device=tc.device if tc.device != "auto" else "cpu")
     test = load_split(TrainConfig(data=common["data"]), "test", args.limit)
     metrics = evaluate(model, test)
-    record = json.loads((out / "training.json").read_text())
+    record = json.loads((out / "training.json").read_text())  # written at the best epoch: history stops there
+    last = out / "last" / "state.json"  # every epoch run, across resumes, for the compute time
+    epochs = json.loads(last.read_text())["history"] if last.exists() else record["history"]
     return jsonable({
         **{k: j[k] for k in ("key", "group", "stage", "dataset", "backbone", "variant", "seed", "shots")},
         "base": j["base"], "test": metrics, "best_epoch": done["best_epoch"], "epochs_run": done["epochs_run"],
         "stopped_early": done["stopped_early"], "wall_s": wall, "history": record["history"],
+        "train_seconds": sum(h.get("seconds", 0.0) for h in epochs),
         "validation": {k: record["validation"].get(k) for k in ("acc", "auroc", "ap", "eer", "threshold")},
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)
         if j["stage"] == "finetune" and not tc.freeze_backbone else None,

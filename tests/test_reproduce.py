@@ -30,6 +30,7 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     for key, rec in jobs.items():
         assert rec["key"] == key and rec["test"]["n"] == 12 and 0.0 <= rec["test"]["auroc"] <= 1.0
         assert rec["epochs_run"] == 1 and rec["train_config"]["epochs"] == 1 and rec["device"].startswith("cpu")
+        assert rec["train_seconds"] == sum(h["seconds"] for h in rec["history"]) > 0  # one epoch: history is all
     assert jobs["gan64/squeezenet/k4/s0/fdftnet"]["train_config"]["batch_size"] == 8
     assert jobs["gan64/squeezenet/k4/s0/fdftnet-unfrozen"]["train_config"]["freeze_backbone"] is False
     adapt = jobs["gan64/squeezenet/k4/s0/fdftnet-unfrozen-adapt"]  # continues the dfdc64 FDFtNet, not a new one
