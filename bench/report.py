@@ -27,7 +27,9 @@ def mean_std(vals) -> str:
     vals = [v for v in vals if v is not None]
     if not vals:
         return "–"
-    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    if len(vals) == 1:
+        return f"{100 * vals[0]:.2f}"  # one seed: no spread to show
+    sd = statistics.stdev(vals)
     return f"{100 * statistics.mean(vals):.2f} ± {100 * sd:.2f}"  # 2 decimals: few-shot results sit near 100%
 
 
