@@ -91,12 +91,12 @@ def fewshot(runs: list[dict]):
 
 
 def compute_table(runs: list[dict]) -> list[str]:
-    """Jobs and training time (sum of epoch times) per group and backbone, with the device each ran on."""
+    """Jobs and training time (train_seconds: every epoch run) per group and backbone, with the device each ran on."""
     agg = defaultdict(lambda: [0, 0.0, set()])
     for r in runs:
         a = agg[(r["group"], r["backbone"])]
         a[0] += 1
-        a[1] += r.get("train_seconds", sum(h.get("seconds", 0.0) for h in r["history"]))
+        a[1] += r["train_seconds"]
         a[2].add(r["device"])
     lines = ["| group | backbone | jobs | training time | device |", "|---|---|---|---|---|"]
     for (group, bb), (n, seconds, devs) in sorted(agg.items()):

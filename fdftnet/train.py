@@ -364,9 +364,8 @@ def build_fdftnet(cfg: TrainConfig) -> tuple[FDFtNet, dict]:
                                "init_from": cfg.init_from}
     base = load_model(cfg.backbone_from, expect="baseline", **hub)
     torch.manual_seed(cfg.seed)  # the new FTT/MBblockV3 weights depend only on the seed
-    model = FDFtNet.from_baseline(base, ftt_stages=cfg.ftt_stages, ftt_channels=list(cfg.ftt_channels),
-                                  use_ftt=cfg.use_ftt, mb_blocks=cfg.mb_blocks, se_on_expanded=cfg.se_on_expanded,
-                                  freeze_backbone=cfg.freeze_backbone)
+    arch = {k: getattr(cfg, k) for k in ARCH_FIELDS} | {"ftt_channels": list(cfg.ftt_channels)}  # JSON-able config
+    model = FDFtNet.from_baseline(base, **arch, freeze_backbone=cfg.freeze_backbone)
     return model.train(), {**source_info(cfg.backbone_from, **hub), "backbone": base.backbone_name}
 
 
