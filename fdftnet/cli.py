@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="Hub cache directory (token: HF_TOKEN or `hf auth login`)")
     p.add_argument("--shots", type=int, help="images per class drawn from the training split (default: all)")
     p.add_argument("--no-freeze", dest="freeze_backbone", action="store_false", help="also train the backbone")
+    p.add_argument("--backbone-lr", type=float, metavar="LR",
+                   help="with --no-freeze: the backbone's learning rate (e.g. a tenth of --lr; default: --lr)")
     p.add_argument("--ftt-stages", type=int, default=3)
     p.add_argument("--ftt-channels", type=lambda s: [int(c) for c in s.split(",")], default=[32, 64, 128],
                    metavar="C1,C2,C3")
@@ -158,7 +160,7 @@ def _train_config(args, stage: str):
     if stage == "pretrain":
         keys += ["backbone"]
     else:
-        keys += ["backbone_from", "init_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
+        keys += ["backbone_from", "init_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "backbone_lr", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
                  "se_on_expanded", "cutout", "cutout_holes", "cutout_scale"]
     kw = {k: getattr(args, k) for k in keys}
     kw = {k: v for k, v in kw.items() if v is not None}

@@ -74,6 +74,8 @@ class TrainConfig:
     # --- optimisation
     optimizer: str = "adam"             # "sgd" = paper (momentum 0.9, lr 0.3, cosine); "adam" = authors' code
     lr: float | None = None             # None: 0.3 for sgd (paper), 1e-3 for adam (Keras default)
+    backbone_lr: float | None = None    # finetune, unfrozen: lr of the pre-trained backbone (e.g. lr / 10, so its
+                                        # features move slowly while FTT/MBblockV3 learn); None: lr
     weight_decay: float = 1e-5          # the L2 1e-5 the authors put on the final Dense layer
     batch_size: int = 128               # paper
     epochs: int = 300                   # paper's maximum; early stopping ends runs sooner
@@ -102,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         if self.monitor not in ("val_loss", "val_acc", "val_auroc"):
             raise ValueError(f"monitor must be val_loss, val_acc or val_auroc, got {self.monitor!r}")
+        if self.backbone_lr is not None and (self.stage != "finetune" or self.backbone_lr < 0):
+            raise ValueError(f"backbone_lr is a finetune setting (>= 0), got {self.backbone_lr!r} for {self.stage}")
         if self.precise_bn < 0:
             raise ValueError(f"precise_bn must be >= 0 images, got {self.precise_bn}")
         for name in ("batch_size", "epochs", "grad_accum"):
@@ -137,8 +141,20 @@ def load_split(cfg: TrainConfig, split: str, limit: int | None = None) -> ImageS
 
 # ----------------------------------------------------------------------------- optimisation
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig):
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Trainable parameters; with cfg.backbone_lr an FDFtNet's backbone is a second group, after the new layers
+    (so the logged lr, group 0's, is the main one)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.backbone_lr is None or not isinstance(model, FDFtNet):
+        return [{"params": params}] if params else []
+    in_backbone = {id(p) for p in model.backbone.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in in_backbone]},
+              {"params": [p for p in params if id(p) in in_backbone], "lr": cfg.backbone_lr}]
+    return [g for g in groups if g["params"]]
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig):
+    params = _param_groups(model, cfg)
     if not params:
         raise TrainingError("the model has no trainable parameters")
     if cfg.optimizer == "sgd":

@@ -96,6 +96,30 @@ def test_config_validation():
     cfg = TrainConfig(data="x", stage="pretrain", optimizer="sgd")
     assert cfg.train_split == "train" and cfg.lr == 0.3 and cfg.augment is False
     assert TrainConfig(data="x").train_split == "finetune" and TrainConfig(data="x").cutout is True
+    with pytest.raises(ValueError, match="backbone_lr is a finetune setting"):
+        TrainConfig(data="x", stage="pretrain", backbone_lr=1e-4)
+
+
+def test_backbone_lr_moves_the_backbone_at_its_own_rate(synthetic_images, tiny_baseline_dir, tmp_path):
+    # backbone lr 0: the unfrozen backbone's weights stay those of the baseline while the new layers train
+    out = tmp_path / "ft"
+    args = ["finetune", "--data", str(synthetic_images), "--backbone-from", str(tiny_baseline_dir), "--no-freeze",
+            "--backbone-lr", "0", "--lr", "1e-2", "--epochs", "1", "--shots", "8", "--batch-size", "8",
+            "--mb-blocks", "2", "--device", "cpu", "--out", str(out)]
+    assert cli_main(args) == 0
+    base = load_model(tiny_baseline_dir, expect="baseline").state_dict()
+    model = load_model(out, expect="fdftnet")
+    assert not model.freeze_backbone and json.loads((out / "training.json").read_text())["train_config"]["backbone_lr"] == 0
+    params = dict(model.named_parameters())
+    bb = {k: v for k, v in params.items() if k.startswith("backbone.")}
+    assert bb and all(torch.equal(v, base[k]) for k, v in bb.items())
+    start = dict(build_fdftnet(_ft_cfg(synthetic_images, tiny_baseline_dir, tmp_path / "x"))[0].named_parameters())
+    assert any(not torch.equal(v, start[k]) for k, v in params.items() if k.startswith("head."))
+    # without it the backbone trains at --lr (the optimizer has one group)
+    list(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, tmp_path / "all", freeze_backbone=False, lr=1e-2,
+                          epochs=1, shots=8, batch_size=8)))
+    moved = load_model(tmp_path / "all", expect="fdftnet").state_dict()
+    assert any(not torch.equal(moved[k], base[k]) for k in bb)
 
 
 def test_finetune_can_continue_from_a_trained_fdftnet(synthetic_images, tiny_baseline_dir, tmp_path, capsys):
