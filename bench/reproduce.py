@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from fdftnet.checkpoint import load_model, write_json
+from fdftnet.checkpoint import load_model, read_resume_progress, write_json
 from fdftnet.inference import evaluate
 from fdftnet.metrics import jsonable
 from fdftnet.train import TrainConfig, TrainingError, finetune, load_split, pretrain
@@ -108,8 +108,8 @@ def run_job(j: dict, args) -> dict:
     test = load_split(TrainConfig(data=common["data"]), "test", args.limit)
     metrics = evaluate(model, test)
     record = json.loads((out / "training.json").read_text())  # written at the best epoch: history stops there
-    last = out / "last" / "state.json"  # every epoch run, across resumes, for the compute time
-    epochs = json.loads(last.read_text())["history"] if last.exists() else record["history"]
+    progress = read_resume_progress(out)  # every epoch run, across resumes, for the compute time
+    epochs = progress["history"] if progress else record["history"]
     return jsonable({
         **{k: j[k] for k in ("key", "group", "stage", "dataset", "backbone", "variant", "seed", "shots")},
         "base": j["base"], "test": metrics, "best_epoch": done["best_epoch"], "epochs_run": done["epochs_run"],

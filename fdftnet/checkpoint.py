@@ -109,14 +109,29 @@ def read_resume_state(out_dir: str | Path):
     complete one wins
     (last.new holds state.json only once it is complete). optimizer.pt is our own file but is still read with weights_only=True (no pickle code).
     """
-    out_dir = Path(out_dir)
-    for cand in (out_dir / "last.new", out_dir / "last", out_dir / "last.old"):  # newest first
-        if (cand / "state.json").exists() and (cand / "model.safetensors").exists():
-            try:
-                state = json.loads((cand / "state.json").read_text())
-                weights = load_file(str(cand / "model.safetensors"))
-                opt = torch.load(cand / "optimizer.pt", map_location="cpu", weights_only=True)
-            except Exception:  # a half-written candidate: try the next one
-                continue
-            return state, weights, opt
+    for cand in _resume_candidates(out_dir):
+        try:
+            state = json.loads((cand / "state.json").read_text())
+            weights = load_file(str(cand / "model.safetensors"))
+            opt = torch.load(cand / "optimizer.pt", map_location="cpu", weights_only=True)
+        except Exception:  # a half-written candidate: try the next one
+            continue
+        return state, weights, opt
     return None
+
+
+def read_resume_progress(out_dir: str | Path) -> dict | None:
+    """The state dict of the resume state (epoch, best epoch, the history of every epoch run), without loading
+    weights; None when there is none."""
+    for cand in _resume_candidates(out_dir):
+        try:
+            return json.loads((cand / "state.json").read_text())
+        except ValueError:
+            continue
+    return None
+
+
+def _resume_candidates(out_dir: str | Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    cands = (out_dir / "last.new", out_dir / "last", out_dir / "last.old")  # newest first
+    return [c for c in cands if (c / "state.json").exists() and (c / "model.safetensors").exists()]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fdftnet import FDFtNet, load_model
-from fdftnet.checkpoint import CheckpointError, read_resume_state
+from fdftnet.checkpoint import CheckpointError, read_resume_progress, read_resume_state
 from fdftnet.cli import main as cli_main
 from fdftnet.data import load_image_folder
 from fdftnet.inference import evaluate
@@ -56,7 +56,8 @@ def test_resume_continues_where_it_stopped(synthetic_images, tiny_baseline_dir, 
             break
     run.close()
     state, _, _ = read_resume_state(out)
-    assert state["epoch"] == 2
+    assert state["epoch"] == 2 and read_resume_progress(out) == state  # the same state, without the weights
+    assert [h["epoch"] for h in state["history"]] == [1, 2] and read_resume_progress(tmp_path / "none") is None
     with pytest.raises(TrainingError, match="already holds a checkpoint"):
         next(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, out, epochs=4, shots=16)))
     resumed = list(finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, out, epochs=4, patience=99,
