@@ -48,11 +48,13 @@ def main_table(runs: list[dict]) -> list[str]:
     for r in runs:
         if r["group"] == "main":
             by[r["backbone"]][r["variant"]] = r
+    low = next((r["train_config"]["backbone_lr"] for r in runs if r["variant"] == "fdftnet-unfrozen-lowlr"), None)
     lines = ["| backbone | baseline ACC / AUROC | FDFtNet frozen ACC / AUROC | FDFtNet unfrozen ACC / AUROC | "
-             "epochs (base / frozen / unfrozen) |", "|---|---|---|---|---|"]
+             f"FDFtNet unfrozen, backbone lr {format(low, 'g') if low else 'lower'} ACC / AUROC | epochs (base / frozen / unfrozen / lower lr) |",
+             "|---|---|---|---|---|---|"]
     for bb, v in sorted(by.items()):
         cells, eps = [], []
-        for name in ("baseline", "fdftnet-frozen", "fdftnet-unfrozen"):
+        for name in ("baseline", "fdftnet-frozen", "fdftnet-unfrozen", "fdftnet-unfrozen-lowlr"):
             r = v.get(name)
             cells.append(f"{pct(r['test']['acc'])} / {pct(r['test']['auroc'])}" if r else "not run")
             eps.append(str(r["epochs_run"]) if r else "–")
@@ -61,11 +63,14 @@ def main_table(runs: list[dict]) -> list[str]:
 
 
 def ablation_table(runs: list[dict]) -> list[str]:
+    """Per ablation backbone: its FDFtNet frozen row (what each ablation changes one thing of), then the ablations."""
     rows = [r for r in runs if r["group"] == "ablation"]
-    main = [r for r in runs if r["group"] == "main" and r["variant"] == "fdftnet-frozen"
-            and rows and r["backbone"] == rows[0]["backbone"]]
     lines = ["| variant | shots/class | test ACC | test AUROC | epochs |", "|---|---|---|---|---|"]
-    for r in main + sorted(rows, key=lambda r: r["variant"]):
+    ordered = []
+    for bb in sorted({r["backbone"] for r in rows}):
+        ordered += [r for r in runs if r["group"] == "main" and r["backbone"] == bb and r["variant"] == "fdftnet-frozen"]
+        ordered += sorted((r for r in rows if r["backbone"] == bb), key=lambda r: r["variant"])
+    for r in ordered:
         lines.append(f"| {r['backbone']} {r['variant']} | {r['shots'] or 1000} | {pct(r['test']['acc'])} | "
                      f"{pct(r['test']['auroc'])} | {r['epochs_run']} |")
     return lines

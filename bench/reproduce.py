@@ -42,10 +42,11 @@ def plan(args) -> list[dict]:
         base = f"dfdc64/{bb}/baseline"
         jobs.append(job(base, "main", "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb,
                         batch_size=64, epochs=args.epochs, patience=args.patience, monitor="val_loss"))
-        for frozen in (True, False):
-            v = "fdftnet-frozen" if frozen else "fdftnet-unfrozen"
+        for v, over in (("fdftnet-frozen", {}), ("fdftnet-unfrozen", dict(freeze_backbone=False)),
+                        # unfrozen, the backbone at a lower lr: its pre-trained features move slowly
+                        ("fdftnet-unfrozen-lowlr", dict(freeze_backbone=False, backbone_lr=args.backbone_lr))):
             jobs.append(job(f"dfdc64/{bb}/{v}", "main", "finetune", "dfdc64", "dfdc64", bb, v, base=base,
-                            freeze_backbone=frozen, mb_blocks=args.mb_blocks, **T))
+                            mb_blocks=args.mb_blocks, **T, **over))
     ab = args.ablation_backbone
     base = f"dfdc64/{ab}/baseline"
     variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
@@ -203,6 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--patience", type=int, default=8, help="early-stopping patience (paper: 20)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--fewshot-batch-size", type=int, default=32, help="every few-shot job (k = 25 has 50 images)")
+    ap.add_argument("--backbone-lr", type=float, default=1e-4,
+                    help="the backbone's lr in the fdftnet-unfrozen-lowlr jobs (the rest: Adam's 1e-3)")
     ap.add_argument("--mb-blocks", type=int, default=3, help="N (notebooks: 3; paper text: 4)")
     ap.add_argument("--holdout", type=int, default=100, help="gan64: images per class held out for early stopping")
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")

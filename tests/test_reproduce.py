@@ -24,7 +24,7 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
 
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
-    assert len(planned) == 3 + 6 + 6  # baseline + 2 FDFtNet; 4 ablations + 2 shot counts; 6 few-shot methods
+    assert len(planned) == 4 + 6 + 6  # baseline + 3 FDFtNet; 4 ablations + 2 shot counts; 6 few-shot methods
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -37,6 +37,8 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert adapt["base"] == "dfdc64/squeezenet/fdftnet-unfrozen" and adapt["train_config"]["backbone_from"] is None
     assert adapt["train_config"]["init_from"].endswith("dfdc64/squeezenet/fdftnet-unfrozen")
     assert adapt["train_config"]["freeze_backbone"] is False and adapt["train_config"]["mb_blocks"] == 1
+    low = jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr"]["train_config"]
+    assert low["freeze_backbone"] is False and low["backbone_lr"] == 1e-4 and low["lr"] == 1e-3
     assert jobs["dfdc64/squeezenet/ablation-no-ftt"]["train_config"]["use_ftt"] is False
     assert jobs["dfdc64/squeezenet/shots-2"]["shots"] == 2
 
@@ -45,6 +47,9 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     row = next(line for line in report.splitlines() if line.startswith("| squeezenet |"))
     assert f"{100 * base['acc']:.2f} / {100 * base['auroc']:.2f}" in row
     assert f"{100 * frozen['acc']:.2f} / {100 * frozen['auroc']:.2f}" in row
+    lowlr = jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr"]["test"]
+    assert row.endswith(f"| {100 * lowlr['acc']:.2f} / {100 * lowlr['auroc']:.2f} | 1 / 1 / 1 / 1 |")
+    assert "FDFtNet unfrozen, backbone lr 0.0001" in report
     fs = next(line for line in report.splitlines() if line.startswith("| 4 |"))
     assert f"| {100 * jobs['gan64/squeezenet/k4/s0/full']['test']['acc']:.2f} |" in fs and "±" not in fs  # one seed
     gathered = json.loads((results / "reproduce.json").read_text())["runs"]
@@ -78,3 +83,21 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
         main(_args(root, tmp_path, "--export-default", "dfdc64/squeezenet/nope"))
     after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "checkpoints").rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_report_tables_group_ablations_by_backbone():
+    from bench.report import ablation_table, main_table
+
+    def run(bb, group, variant, acc, **cfg):
+        return {"backbone": bb, "group": group, "variant": variant, "shots": None, "epochs_run": 3,
+                "test": {"acc": acc, "auroc": acc + 0.05}, "train_config": cfg}
+
+    runs = [run("xception", "ablation", "ablation-no-cutout", 0.7), run("shallownetv3", "ablation", "ablation-no-ftt", 0.6),
+            run("xception", "main", "fdftnet-frozen", 0.65), run("shallownetv3", "main", "fdftnet-frozen", 0.62),
+            run("xception", "main", "baseline", 0.66), run("xception", "main", "fdftnet-unfrozen-lowlr", 0.68, backbone_lr=1e-4)]
+    rows = [line.split(" | ")[0] for line in ablation_table(runs)[2:]]
+    assert rows == ["| shallownetv3 fdftnet-frozen", "| shallownetv3 ablation-no-ftt", "| xception fdftnet-frozen",
+                    "| xception ablation-no-cutout"]
+    table = main_table(runs)
+    assert "backbone lr 0.0001" in table[0]
+    assert table[3] == "| xception | 66.00 / 71.00 | 65.00 / 70.00 | not run | 68.00 / 73.00 | 3 / 3 / – / 3 |"
