@@ -162,7 +162,7 @@ def export_default(args, results: Path, key: str, dest: Path = Path("checkpoints
             write_json(out / "training.json", training)
             test = {m: job_rec["test"][m] for m in ("acc", "auroc", "ap", "eer", "n", "threshold", "acc_best")}
             write_json(out / "eval.json", {**test, "split": "test", "data": job_rec["dataset"], "job": k})
-            write_model_card(out)
+            write_model_card(out, location=str(dest / name))  # the card names where the folder will be
             names[kind] = name
         for name in names.values():  # swap: old folder aside, new one in, old one removed
             old = staging / f"{name}.old"

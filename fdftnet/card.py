@@ -206,17 +206,19 @@ def _training_rows(config: dict, training: dict) -> list[tuple[str, str]]:
     return [(k, f"`{v}`" if isinstance(v, (int, float, bool)) else str(v)) for k, v in rows if v is not None]
 
 
-def render_model_card(model_dir: str | Path, repo_id: str | None = None) -> str:
+def render_model_card(model_dir: str | Path, repo_id: str | None = None, location: str | None = None) -> str:
     """README.md text for a checkpoint directory: YAML metadata, usage, results, ROC, training, provenance.
 
     Args:
         model_dir: a local checkpoint directory (config.json required; training.json and eval.json optional).
         repo_id: the Hub id the card is for (used in the usage snippet); default: the local directory.
+        location: the local path the usage snippet names when the card is written before the directory is moved
+            there (a staged export); default: model_dir.
     """
     config, training, evaluation = _load(model_dir)
     meta = card_metadata(model_dir, repo_id)
     info, train_cfg = training.get("info") or {}, training.get("train_config") or {}
-    where = repo_id or str(model_dir)
+    where = repo_id or location or str(model_dir)
     title = repo_id.split("/")[-1] if repo_id else Path(model_dir).resolve().name
     cls = "FDFtNet" if config["model_type"] == "fdftnet" else "BaselineDetector"
     backbone = config.get("backbone")
@@ -298,10 +300,10 @@ def _write_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_model_card(model_dir: str | Path, repo_id: str | None = None) -> Path:
+def write_model_card(model_dir: str | Path, repo_id: str | None = None, location: str | None = None) -> Path:
     """Write README.md (and roc.svg when there are ROC points) into a checkpoint directory; returns README.md."""
     model_dir = Path(model_dir)
-    text = render_model_card(model_dir, repo_id)
+    text = render_model_card(model_dir, repo_id, location)
     roc = render_roc(model_dir)
     if roc is not None:
         _write_atomic(model_dir / ROC_NAME, roc)  # before the card that links to it

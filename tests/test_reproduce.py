@@ -1,6 +1,7 @@
 """bench.reproduce end to end on tiny generated data: every job runs, resumes as done, the report matches the JSON."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +74,9 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     ev = json.loads((tmp_path / "checkpoints" / names["fdftnet"] / "eval.json").read_text())
     assert ev["acc"] == frozen["acc"] and ev["job"] == "dfdc64/squeezenet/fdftnet-frozen"
     assert (tmp_path / "checkpoints" / names["baseline"] / "model.safetensors").exists()
+    for name in names.values():  # the card's usage names the exported folder, not the staging folder it was written in
+        card = (tmp_path / "checkpoints" / name / "README.md").read_text()
+        assert f'from_pretrained("{Path("checkpoints") / name}")' in card and ".export-" not in card
 
     # a failed export (the run's weights are gone) says so in one line and leaves the exported folders as they were
     before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "checkpoints").rglob("*") if p.is_file()}
