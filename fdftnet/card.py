@@ -184,12 +184,12 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
 
 def _training_rows(config: dict, training: dict) -> list[tuple[str, str]]:
     cfg, info = training.get("train_config") or {}, training.get("info") or {}
-    history = training.get("history") or []
+    best = training.get("best_epoch")  # training.json is written at the best epoch: its history stops there
     rows = [("stage", cfg.get("stage") or info.get("stage")),
             ("optimizer", cfg.get("optimizer")), ("learning rate", cfg.get("lr")),
+            ("backbone learning rate", cfg.get("backbone_lr") if not config.get("freeze_backbone", True) else None),
             ("weight decay", cfg.get("weight_decay")), ("batch size", cfg.get("batch_size")),
-            ("epochs run", f"{len(history)} of at most {cfg.get('epochs')}" if history else None),
-            ("best epoch", training.get("best_epoch")),
+            ("best epoch", f"{best} of at most {cfg['epochs']}" if best and cfg.get("epochs") else best),
             ("early stopping", f"{cfg.get('monitor')}, patience {cfg.get('patience')}" if cfg.get("monitor") else None),
             ("shots per class", cfg.get("shots") if cfg.get("shots") is not None else ("all" if cfg else None)),
             ("seed", cfg.get("seed"))]

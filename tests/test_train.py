@@ -111,6 +111,8 @@ def test_backbone_lr_moves_the_backbone_at_its_own_rate(synthetic_images, tiny_b
     base = load_model(tiny_baseline_dir, expect="baseline").state_dict()
     model = load_model(out, expect="fdftnet")
     assert not model.freeze_backbone and json.loads((out / "training.json").read_text())["train_config"]["backbone_lr"] == 0
+    card = (out / "README.md").read_text()
+    assert "| backbone learning rate | `0.0` |" in card and "| best epoch | 1 of at most 1 |" in card
     params = dict(model.named_parameters())
     bb = {k: v for k, v in params.items() if k.startswith("backbone.")}
     assert bb and all(torch.equal(v, base[k]) for k, v in bb.items())
