@@ -63,7 +63,7 @@ def main_table(runs: list[dict]) -> list[str]:
 
 
 def ablation_table(runs: list[dict]) -> list[str]:
-    """Per ablation backbone: its FDFtNet frozen row (what each ablation changes one thing of), then the ablations."""
+    """Per ablation backbone: its FDFtNet frozen row (the reference the ablations change), then the ablations."""
     rows = [r for r in runs if r["group"] == "ablation"]
     lines = ["| variant | shots/class | test ACC | test AUROC | epochs |", "|---|---|---|---|---|"]
     ordered = []

@@ -50,7 +50,9 @@ def plan(args) -> list[dict]:
     ab = args.ablation_backbone
     base = f"dfdc64/{ab}/baseline"
     variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
-                "sgd-paper": dict(optimizer="sgd")}
+                "sgd-paper": dict(optimizer="sgd"),
+                # two changes that each helped, together: the lower-lr unfrozen recipe without Cutout
+                "lowlr-no-cutout": dict(freeze_backbone=False, backbone_lr=args.backbone_lr, cutout=False)}
     for name, over in variants.items():
         jobs.append(job(f"dfdc64/{ab}/ablation-{name}", "ablation", "finetune", "dfdc64", "dfdc64", ab,
                         f"ablation-{name}", base=base, **{"mb_blocks": args.mb_blocks, **T, **over}))

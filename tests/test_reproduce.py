@@ -25,7 +25,7 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
 
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
-    assert len(planned) == 4 + 6 + 6  # baseline + 3 FDFtNet; 4 ablations + 2 shot counts; 6 few-shot methods
+    assert len(planned) == 4 + 7 + 6  # baseline + 3 FDFtNet; 5 ablations + 2 shot counts; 6 few-shot methods
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -41,6 +41,8 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     low = jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr"]["train_config"]
     assert low["freeze_backbone"] is False and low["backbone_lr"] == 1e-4 and low["lr"] == 1e-3
     assert jobs["dfdc64/squeezenet/ablation-no-ftt"]["train_config"]["use_ftt"] is False
+    both = jobs["dfdc64/squeezenet/ablation-lowlr-no-cutout"]["train_config"]
+    assert both["cutout"] is False and both["backbone_lr"] == 1e-4 and both["freeze_backbone"] is False
     assert jobs["dfdc64/squeezenet/shots-2"]["shots"] == 2
 
     report = (results / "REPORT.md").read_text()
