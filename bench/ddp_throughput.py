@@ -10,7 +10,8 @@ the gradients when N > 1), Adam step. `--model fdftnet` times FDFtNet (frozen ba
 instead of the baseline backbone. The batch size is per process, so N processes train N x batch images
 per step. After `--warmup` steps, `--steps` steps are timed on every rank; the slowest rank's time counts.
 Backend: nccl on GPU, gloo on CPU (`fdftnet.distributed.setup`). Prints one JSON object;
-`--save` also writes it to bench/results/ddp_<device>.json (device: "cpu" or the GPU name, slugged).
+`--save` also writes it to bench/results/ddp_<device>_<model>_<backbone>.json (device: "cpu" or the GPU name,
+slugged), one file per model, so that runs of several models on one machine are all kept.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on GPU (default: bf16 autocast)")
     p.add_argument("--nproc", type=int, nargs="+", default=[1], help="process counts to time (N > 1: torchrun)")
     p.add_argument("--threads", type=int, help="CPU: torch threads per process (default: cores / N)")
-    p.add_argument("--save", action="store_true", help="write bench/results/ddp_<device>.json")
+    p.add_argument("--save", action="store_true", help="write bench/results/ddp_<device>_<model>_<backbone>.json")
     p.add_argument("--timeout", type=float, default=600, help="seconds per torchrun launch")
     p.add_argument("--worker", metavar="JSON_OUT", help=argparse.SUPPRESS)  # internal: one (torchrun) process
     return p
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.save:
-        out = ROOT / "bench" / "results" / f"ddp_{info['slug']}.json"
+        out = ROOT / "bench" / "results" / f"ddp_{info['slug']}_{args.model}_{args.backbone}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
         print(f"wrote {out}", file=sys.stderr)
