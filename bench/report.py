@@ -43,22 +43,44 @@ def _save(fig: go.Figure, out: Path, name: str) -> str:
         return f"[{name}]({name}.html) (PNG export failed: {type(e).__name__})"
 
 
+MAIN = ("baseline", "fdftnet-frozen", "fdftnet-unfrozen", "fdftnet-unfrozen-lowlr", "fdftnet-unfrozen-lowlr-no-cutout")
+
+
 def main_table(runs: list[dict]) -> list[str]:
-    by = defaultdict(dict)
+    """One row per backbone: each main variant's test ACC / AUROC, mean ± sd where it ran over several seeds."""
+    by = defaultdict(lambda: defaultdict(list))
     for r in runs:
         if r["group"] == "main":
-            by[r["backbone"]][r["variant"]] = r
+            by[r["backbone"]][r["variant"]].append(r)
     low = next((r["train_config"]["backbone_lr"] for r in runs if r["variant"] == "fdftnet-unfrozen-lowlr"), None)
+    low = format(low, "g") if low else "lower"
     lines = ["| backbone | baseline ACC / AUROC | FDFtNet frozen ACC / AUROC | FDFtNet unfrozen ACC / AUROC | "
-             f"FDFtNet unfrozen, backbone lr {format(low, 'g') if low else 'lower'} ACC / AUROC | epochs (base / frozen / unfrozen / lower lr) |",
-             "|---|---|---|---|---|---|"]
+             f"FDFtNet unfrozen, backbone lr {low} ACC / AUROC | the same without Cutout ACC / AUROC (seeds) | "
+             "epochs (base / frozen / unfrozen / lower lr / no Cutout) |", "|---|---|---|---|---|---|---|"]
     for bb, v in sorted(by.items()):
         cells, eps = [], []
-        for name in ("baseline", "fdftnet-frozen", "fdftnet-unfrozen", "fdftnet-unfrozen-lowlr"):
-            r = v.get(name)
-            cells.append(f"{pct(r['test']['acc'])} / {pct(r['test']['auroc'])}" if r else "not run")
-            eps.append(str(r["epochs_run"]) if r else "–")
+        for name in MAIN:
+            rs = sorted(v.get(name, []), key=lambda r: r["seed"])
+            cell = (f"{mean_std([r['test']['acc'] for r in rs])} / {mean_std([r['test']['auroc'] for r in rs])}"
+                    if rs else "not run")
+            cells.append(cell + (f" ({len(rs)})" if name == MAIN[-1] and rs else ""))
+            eps.append(",".join(str(r["epochs_run"]) for r in rs) or "–")
         lines.append(f"| {bb} | " + " | ".join(cells) + f" | {' / '.join(eps)} |")
+    return lines
+
+
+def seeds_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]:
+    """Each seed of `variant` beside its backbone's baseline: test ACC / AUROC and the difference, in points."""
+    base = {r["backbone"]: r["test"] for r in runs if r["group"] == "main" and r["variant"] == "baseline"}
+    rows = sorted((r for r in runs if r["group"] == "main" and r["variant"] == variant and r["backbone"] in base),
+                  key=lambda r: (r["backbone"], r["seed"]))
+    lines = ["| backbone | seed | baseline ACC / AUROC | FDFtNet ACC / AUROC | difference ACC / AUROC | beats it on both |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        b, t = base[r["backbone"]], r["test"]
+        d_acc, d_auc = 100 * (t["acc"] - b["acc"]), 100 * (t["auroc"] - b["auroc"])
+        lines.append(f"| {r['backbone']} | {r['seed']} | {pct(b['acc'])} / {pct(b['auroc'])} | {pct(t['acc'])} / "
+                     f"{pct(t['auroc'])} | {d_acc:+.2f} / {d_auc:+.2f} | {'yes' if d_acc > 0 and d_auc > 0 else 'no'} |")
     return lines
 
 
@@ -120,9 +142,12 @@ def render(results: Path) -> Path:
     out += [f"Device(s): {', '.join(devices) or '–'}.", ""]
     out += ["## Baseline vs FDFtNet on dfdc64 (test: 2,000 real + 2,000 fake, split by source video)", ""]
     out += main_table(runs) + [""]
+    seeds = seeds_table(runs)
+    if len(seeds) > 2:
+        out += [f"`{MAIN[-1]}` seed by seed, against the baseline it was fine-tuned from:", ""] + seeds + [""]
     roc = go.Figure()
     for r in runs:
-        if r["group"] == "main":
+        if r["group"] == "main" and r["seed"] == 0:  # one curve per variant: its first seed
             roc.add_trace(go.Scatter(x=r["test"]["roc"]["fpr"], y=r["test"]["roc"]["tpr"], mode="lines",
                                      name=f"{r['backbone']} {r['variant']} (AUROC {r['test']['auroc']:.3f})"))
     roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance"))

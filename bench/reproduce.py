@@ -28,6 +28,7 @@ from fdftnet.train import TrainConfig, TrainingError, finetune, load_split, pret
 BACKBONES = ["shallownetv3", "squeezenet", "resnetv2_50", "xception"]
 FEWSHOT_K = [25, 50, 100, 200, 300]  # per class; gan64/finetune has 400 a class, 100 of which are held out
 ABLATION_SHOTS = [100, 250, 500]     # 1000 is the main run
+RECIPE = "fdftnet-unfrozen-lowlr-no-cutout"  # the main variant run over several seeds (--recipe-seeds)
 
 
 def job(key, group, stage, dataset, test, backbone, variant, seed=0, shots=None, base=None, **cfg):
@@ -42,17 +43,19 @@ def plan(args) -> list[dict]:
         base = f"dfdc64/{bb}/baseline"
         jobs.append(job(base, "main", "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb,
                         batch_size=64, epochs=args.epochs, patience=args.patience, monitor="val_loss"))
+        lowlr = dict(freeze_backbone=False, backbone_lr=args.backbone_lr)
         for v, over in (("fdftnet-frozen", {}), ("fdftnet-unfrozen", dict(freeze_backbone=False)),
                         # unfrozen, the backbone at a lower lr: its pre-trained features move slowly
-                        ("fdftnet-unfrozen-lowlr", dict(freeze_backbone=False, backbone_lr=args.backbone_lr))):
-            jobs.append(job(f"dfdc64/{bb}/{v}", "main", "finetune", "dfdc64", "dfdc64", bb, v, base=base,
-                            mb_blocks=args.mb_blocks, **T, **over))
+                        ("fdftnet-unfrozen-lowlr", lowlr),
+                        # and without Cutout: two changes that each helped in the ablations, together
+                        (RECIPE, dict(**lowlr, cutout=False))):
+            for seed in (args.recipe_seeds if v == RECIPE else [0]):  # seed 0 keeps the plain key
+                jobs.append(job(f"dfdc64/{bb}/{v}" + (f"-s{seed}" if seed else ""), "main", "finetune", "dfdc64",
+                                "dfdc64", bb, v, seed=seed, base=base, mb_blocks=args.mb_blocks, **T, **over))
     ab = args.ablation_backbone
     base = f"dfdc64/{ab}/baseline"
     variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
-                "sgd-paper": dict(optimizer="sgd"),
-                # two changes that each helped, together: the lower-lr unfrozen recipe without Cutout
-                "lowlr-no-cutout": dict(freeze_backbone=False, backbone_lr=args.backbone_lr, cutout=False)}
+                "sgd-paper": dict(optimizer="sgd")}
     for name, over in variants.items():
         jobs.append(job(f"dfdc64/{ab}/ablation-{name}", "ablation", "finetune", "dfdc64", "dfdc64", ab,
                         f"ablation-{name}", base=base, **{"mb_blocks": args.mb_blocks, **T, **over}))
@@ -201,13 +204,14 @@ def main(argv=None) -> int:
                     help="fine-tune shot counts per class for the shots ablation (1000, all, is the main run)")
     ap.add_argument("--fewshot-backbone", default="shallownetv3")
     ap.add_argument("--fewshot-k", type=_int_list, default=FEWSHOT_K)
-    ap.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
+    ap.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="few-shot seeds")
+    ap.add_argument("--recipe-seeds", type=_int_list, default=[0, 1, 2], help=f"seeds of the {RECIPE} jobs")
     ap.add_argument("--epochs", type=int, default=40, help="maximum epochs per job (paper: 300)")
     ap.add_argument("--patience", type=int, default=8, help="early-stopping patience (paper: 20)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--fewshot-batch-size", type=int, default=32, help="every few-shot job (k = 25 has 50 images)")
     ap.add_argument("--backbone-lr", type=float, default=1e-4,
-                    help="the backbone's lr in the fdftnet-unfrozen-lowlr jobs (the rest: Adam's 1e-3)")
+                    help="the backbone's lr in the fdftnet-unfrozen-lowlr* jobs (the rest: Adam's 1e-3)")
     ap.add_argument("--mb-blocks", type=int, default=3, help="N (notebooks: 3; paper text: 4)")
     ap.add_argument("--holdout", type=int, default=100, help="gan64: images per class held out for early stopping")
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")

@@ -14,7 +14,8 @@ def _args(root, tmp_path, *extra):
     return ["--data", str(root), "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
             "--backbones", "squeezenet", "--ablation-backbone", "squeezenet", "--fewshot-backbone", "squeezenet",
             "--ablation-shots", "2,4", "--fewshot-k", "4", "--seeds", "0", "--epochs", "1", "--patience", "1", "--holdout", "4",
-            "--batch-size", "8", "--fewshot-batch-size", "8", "--mb-blocks", "1", "--device", "cpu", *extra]
+            "--batch-size", "8", "--fewshot-batch-size", "8", "--mb-blocks", "1", "--device", "cpu", "--recipe-seeds", "0,1",
+            *extra]
 
 
 def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsys, monkeypatch):
@@ -25,7 +26,8 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
 
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
-    assert len(planned) == 4 + 7 + 6  # baseline + 3 FDFtNet; 5 ablations + 2 shot counts; 6 few-shot methods
+    # baseline + 4 FDFtNet + the recipe's second seed; 4 ablations + 2 shot counts; 6 few-shot methods
+    assert len(planned) == 6 + 6 + 6
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -41,8 +43,11 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     low = jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr"]["train_config"]
     assert low["freeze_backbone"] is False and low["backbone_lr"] == 1e-4 and low["lr"] == 1e-3
     assert jobs["dfdc64/squeezenet/ablation-no-ftt"]["train_config"]["use_ftt"] is False
-    both = jobs["dfdc64/squeezenet/ablation-lowlr-no-cutout"]["train_config"]
-    assert both["cutout"] is False and both["backbone_lr"] == 1e-4 and both["freeze_backbone"] is False
+    for seed, key in ((0, "fdftnet-unfrozen-lowlr-no-cutout"), (1, "fdftnet-unfrozen-lowlr-no-cutout-s1")):
+        both = jobs[f"dfdc64/squeezenet/{key}"]
+        assert both["seed"] == both["train_config"]["seed"] == seed and both["group"] == "main"
+        assert both["train_config"]["cutout"] is False and both["train_config"]["backbone_lr"] == 1e-4
+        assert both["train_config"]["freeze_backbone"] is False
     assert jobs["dfdc64/squeezenet/shots-2"]["shots"] == 2
 
     report = (results / "REPORT.md").read_text()
@@ -51,7 +56,9 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert f"{100 * base['acc']:.2f} / {100 * base['auroc']:.2f}" in row
     assert f"{100 * frozen['acc']:.2f} / {100 * frozen['auroc']:.2f}" in row
     lowlr = jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr"]["test"]
-    assert row.endswith(f"| {100 * lowlr['acc']:.2f} / {100 * lowlr['auroc']:.2f} | 1 / 1 / 1 / 1 |")
+    assert f"| {100 * lowlr['acc']:.2f} / {100 * lowlr['auroc']:.2f} | " in row
+    assert "± " in row and row.endswith(" (2) | 1 / 1 / 1 / 1 / 1,1 |")  # the recipe: mean ± sd of two seeds
+    assert len([line for line in report.splitlines() if line.startswith("| squeezenet | ")]) == 1 + 2  # + per seed
     assert "FDFtNet unfrozen, backbone lr 0.0001" in report
     fs = next(line for line in report.splitlines() if line.startswith("| 4 |"))
     assert f"| {100 * jobs['gan64/squeezenet/k4/s0/full']['test']['acc']:.2f} |" in fs and "±" not in fs  # one seed
@@ -92,10 +99,10 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
 
 
 def test_report_tables_group_ablations_by_backbone():
-    from bench.report import ablation_table, main_table
+    from bench.report import ablation_table, main_table, seeds_table
 
-    def run(bb, group, variant, acc, **cfg):
-        return {"backbone": bb, "group": group, "variant": variant, "shots": None, "epochs_run": 3,
+    def run(bb, group, variant, acc, seed=0, **cfg):
+        return {"backbone": bb, "group": group, "variant": variant, "shots": None, "epochs_run": 3, "seed": seed,
                 "test": {"acc": acc, "auroc": acc + 0.05}, "train_config": cfg}
 
     runs = [run("xception", "ablation", "ablation-no-cutout", 0.7), run("shallownetv3", "ablation", "ablation-no-ftt", 0.6),
@@ -106,4 +113,9 @@ def test_report_tables_group_ablations_by_backbone():
                     "| xception ablation-no-cutout"]
     table = main_table(runs)
     assert "backbone lr 0.0001" in table[0]
-    assert table[3] == "| xception | 66.00 / 71.00 | 65.00 / 70.00 | not run | 68.00 / 73.00 | 3 / 3 / – / 3 |"
+    assert table[3] == "| xception | 66.00 / 71.00 | 65.00 / 70.00 | not run | 68.00 / 73.00 | not run | 3 / 3 / – / 3 / – |"
+    recipe = "fdftnet-unfrozen-lowlr-no-cutout"
+    runs += [run("xception", "main", recipe, 0.68), run("xception", "main", recipe, 0.64, seed=1)]
+    assert main_table(runs)[3].endswith("| 66.00 ± 2.83 / 71.00 ± 2.83 (2) | 3 / 3 / – / 3 / 3,3 |")
+    assert seeds_table(runs)[2:] == ["| xception | 0 | 66.00 / 71.00 | 68.00 / 73.00 | +2.00 / +2.00 | yes |",
+                                     "| xception | 1 | 66.00 / 71.00 | 64.00 / 69.00 | -2.00 / -2.00 | no |"]
