@@ -168,7 +168,7 @@ def test_detect_many_table_csv_and_skips(lab, tmp_path):
 def test_finetune_as_a_function_then_detect_with_it(lab):
     from lab import compare, detect, finetune, state as st
     session = st.new_session()
-    outs = list(finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 1, True, 3, 10, session, None))
+    outs = list(finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 1, True, 3, 10, "", session, None))
     assert len(outs) == 3  # setup, epoch 1, result
     fig, status, results, session, archive = outs[-1]
     assert "done" in status.lower() and "fine-tuned FDFtNet" in results and "AUROC" in results
@@ -191,19 +191,21 @@ def test_finetune_as_a_function_then_detect_with_it(lab):
     # start from that FDFtNet: it is fine-tuned further, unfrozen this time, and compared with itself before
     first = session["models"][0]["dir"]
     *_, (fig, status, results, session, archive) = finetune.run_finetune(lab.zip, None, None, first, 0, 1, False, 3,
-                                                                         10, session, None)
+                                                                         10, "1e-4", session, None)
     assert "| FDFtNet before | fine-tuned FDFtNet |" in results
     assert [r["variant"] for r in session["runs"]][2:] == ["fdftnet-start", "fdftnet-unfrozen-adapt"]
     second = st.get_model(session["models"][1]["dir"])
     assert json.loads((Path(session["models"][1]["dir"]) / "training.json").read_text())["info"]["init_from"] == first
     assert second.freeze_backbone is False and second.config["mb_blocks"] == st.get_model(first).config["mb_blocks"]
+    record = json.loads((Path(session["models"][1]["dir"]) / "training.json").read_text())
+    assert record["train_config"]["backbone_lr"] == 1e-4 and "backbone lr 0.0001" in session["models"][1]["label"]
     st.drop_session(session)
 
 
 def test_cancel_stops_training_and_adds_nothing(lab):
     from lab import finetune, state as st
     session, outs = st.new_session(), []
-    for out in finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 5, True, 3, 10, session, None):
+    for out in finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 5, True, 3, 10, "", session, None):
         outs.append(out)
         if len(outs) == 2:  # after epoch 1: what the Cancel button does (request.session_hash -> "local" here)
             finetune.cancel_finetune(None)
@@ -223,12 +225,14 @@ def test_finetune_refuses_bad_zips(lab, tmp_path, members, err):
     session = st.new_session()
     with pytest.raises(gr.Error, match=err):
         list(finetune.run_finetune(str(tmp_path / "bad.zip"), None, None, "default-baseline", 0, 1, True, 3, 10,
-                                   session, None))
+                                   "", session, None))
     with pytest.raises(gr.Error, match="no training images"):
-        list(finetune.run_finetune(None, None, None, "default-baseline", 0, 1, True, 3, 10, session, None))
+        list(finetune.run_finetune(None, None, None, "default-baseline", 0, 1, True, 3, 10, "", session, None))
+    with pytest.raises(gr.Error, match="'fast' is not a number"):  # an API caller's backbone lr, unfrozen
+        list(finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 1, False, 3, 10, "fast", session, None))
     (tmp_path / "empty").mkdir()
     with pytest.raises(gr.Error, match="config.json"):
-        list(finetune.run_finetune(lab.zip, None, None, str(tmp_path / "empty"), 0, 1, True, 3, 10, session, None))
+        list(finetune.run_finetune(lab.zip, None, None, str(tmp_path / "empty"), 0, 1, True, 3, 10, "", session, None))
     st.drop_session(session)
 
 
@@ -285,7 +289,7 @@ def test_client_detect_and_streamed_finetune(lab, client):
         client.predict(handle_file(str(Path(lab.root) / "results" / "broken.json")), api_name="/detect")
 
     args = (handle_file(lab.zip), None, None, "default-baseline", 0)
-    job = client.submit(*args, 2, True, 3, 10, api_name="/finetune")
+    job = client.submit(*args, 2, True, 3, 10, "", api_name="/finetune")
     codes, sizes = set(), []
     while not job.done():
         codes.add(job.status().code)
@@ -296,7 +300,7 @@ def test_client_detect_and_streamed_finetune(lab, client):
     assert len(outputs) == 4 and sizes == sorted(sizes) and len(set(sizes)) >= 2  # outputs grew while it ran
     assert "done" in outputs[-1][1].lower() and outputs[-1][3]  # status, checkpoint zip
     # detection is never queued behind a fine-tune; a running fine-tune can be cancelled through the API
-    long = client.submit(*args, 40, True, 3, 10, api_name="/finetune")
+    long = client.submit(*args, 40, True, 3, 10, "", api_name="/finetune")
     while len(long.outputs()) < 2 and not long.done():  # wait for its first epoch
         time.sleep(0.05)
     assert 0 <= client.predict(handle_file(lab.real), api_name="/detect")[1] <= 1
