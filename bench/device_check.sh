@@ -1,5 +1,5 @@
 #!/bin/bash
-# What to run on a lent GPU machine, in one go (about 7 minutes on an H100): the CUDA tests, the GPU speed
+# What to run on a lent GPU machine, in one go (4.5 minutes on an H100): the CUDA tests, the GPU speed
 # benchmark, and real fine-tunes on dfdc64 from the shipped baseline, seeds 0..2, evaluated on validation.
 #
 #   bash bench/device_check.sh OUTDIR [DFDC64_DIR]
