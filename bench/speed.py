@@ -543,7 +543,8 @@ def markdown(res: dict) -> str:
         f"Measured on {m['cpu']} ({m['cores']} cores, {m['threads']} threads, torch {m['torch']}"
         + (f", {m['gpu']}" if m.get("gpu") else "") + f"); float32 `torch.mm` rate "
         f"{m['matmul_fp32_gflops']:.0f} GFLOP/s"
-        + (f", bfloat16 {m['matmul_bf16_gflops']:.0f} GFLOP/s" if res.get("amp") and m.get("matmul_bf16_gflops") else "")
+        + (f", bfloat16 {m['matmul_bf16_gflops']:.0f} GFLOP/s"
+           if res.get("amp") and m.get("matmul_bf16_gflops") else "")
         + f"; load average {m['load_avg'][0]:.1f} at the start. "
         f"`python -m bench.speed{' --quick' if res['mode'] == 'quick' else ''}`"
         + (f", {len(res['runs'])} runs (`--backbones`/`--sections` groups) merged by `--save`." if res.get("runs")
