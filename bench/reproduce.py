@@ -4,6 +4,7 @@
     python -m bench.reproduce --data ../shared/data --plan                # list the jobs and which are done
     python -m bench.reproduce --data ../shared/data --only fewshot        # one group
     python -m bench.reproduce --report-only                               # re-render REPORT.md from the JSON
+    python -m bench.reproduce --data ../shared/data --recalibrate         # finished jobs: today's threshold rule
 
 Every job writes bench/results/jobs/<key>.json (test metrics, ROC points, history, epochs, wall time, device,
 seed, the full TrainConfig) and is skipped when that file exists; an interrupted job resumes from its last epoch
@@ -18,17 +19,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from fdftnet.checkpoint import load_model, read_resume_progress, write_json
-from fdftnet.inference import evaluate
-from fdftnet.metrics import jsonable
-from fdftnet.train import TrainConfig, TrainingError, finetune, load_split, pretrain
+from fdftnet.card import write_model_card
+from fdftnet.checkpoint import load_model, read_resume_progress, save_checkpoint, write_json
+from fdftnet.inference import evaluate, predict_imageset
+from fdftnet.metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
+from fdftnet.train import TrainConfig, TrainingError, finetune, load_data, load_split, pretrain
 
 BACKBONES = ["shallownetv3", "squeezenet", "resnetv2_50", "xception"]
 FEWSHOT_K = [25, 50, 100, 200, 300]  # per class; gan64/finetune has 400 a class, 100 of which are held out
 ABLATION_SHOTS = [100, 250, 500]     # 1000 is the main run
 RECIPE = "fdftnet-unfrozen-lowlr-no-cutout"  # the main variant run over several seeds (--recipe-seeds)
+VAL_KEYS = ("acc", "auroc", "ap", "eer", "threshold")  # a job record's validation metrics
 
 
 def job(key, group, stage, dataset, test, backbone, variant, seed=0, shots=None, base=None, **cfg):
@@ -121,11 +125,46 @@ def run_job(j: dict, args) -> dict:
         "base": j["base"], "test": metrics, "best_epoch": done["best_epoch"], "epochs_run": done["epochs_run"],
         "stopped_early": done["stopped_early"], "wall_s": wall, "history": record["history"],
         "train_seconds": sum(h.get("seconds", 0.0) for h in epochs),
-        "validation": {k: record["validation"].get(k) for k in ("acc", "auroc", "ap", "eer", "threshold")},
+        "validation": {k: record["validation"].get(k) for k in VAL_KEYS},
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)
         if j["stage"] == "finetune" and not tc.freeze_backbone else None,
         "train_config": record["train_config"], "device": _device_name(tc.device),
+        "threshold_rule": record.get("threshold_rule"),
     })
+
+
+def recalibrate_job(rec: dict, args) -> dict:
+    """A finished job's record with its threshold set by today's rule (metrics.THRESHOLD_RULE).
+
+    Training fixes the threshold only when it saves the best epoch and never reads it back, so re-running the job
+    would give the same weights and the threshold this computes from the same validation images: the checkpoint
+    (threshold and training.json) is rewritten and the test metrics re-evaluated, with no training. The validation
+    loss must equal the one training recorded at the best epoch, or the job's data or weights are not what it
+    trained on."""
+    out = Path(args.runs) / rec["key"]
+    training = json.loads((out / "training.json").read_text())
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{**{k: v for k, v in training["train_config"].items() if k in fields},
+                         "data": str(Path(args.data) / rec["dataset"]), "limit": args.limit})
+    _, val = load_data(cfg)
+    model = load_model(out)
+    old = float(model.threshold)
+    y, p = val.labels.numpy(), predict_imageset(model, val).astype(np.float64)
+    best = next(h for h in training["history"] if h["epoch"] == training["best_epoch"])
+    loss = float(-np.mean(np.where(y == 1, np.log(np.clip(p, 1e-7, 1)), np.log(np.clip(1 - p, 1e-7, 1)))))
+    if abs(loss - best["val_loss"]) > 1e-5:
+        raise ValueError(f"{rec['key']}: validation loss {loss:.6f} is not the {best['val_loss']:.6f} its training "
+                         f"recorded at its best epoch; the checkpoint or the data changed, so it was not recalibrated")
+    threshold, _ = best_threshold(y, p)
+    model.threshold.fill_(threshold)
+    val_m = compute_metrics(y, p, threshold=threshold)
+    training.update(validation=jsonable(val_m), threshold_rule=THRESHOLD_RULE,
+                    recalibrated={"from_threshold": old, "at": time.strftime("%Y-%m-%d %H:%M:%S")})
+    save_checkpoint(model, out, extra_json={"training.json": training})
+    write_model_card(out)
+    test = load_split(TrainConfig(data=cfg.data), "test", args.limit)
+    return jsonable({**rec, "test": evaluate(model, test), "validation": {k: val_m.get(k) for k in VAL_KEYS},
+                     "threshold_rule": THRESHOLD_RULE, "recalibrated_from": old})
 
 
 def _device_name(device: str) -> str:
@@ -220,6 +259,9 @@ def main(argv=None) -> int:
     ap.add_argument("--match", type=lambda s: s.split(","), help="only jobs whose key contains one of these")
     ap.add_argument("--plan", action="store_true", help="list the jobs and exit")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="re-set the threshold of finished jobs calibrated by an older rule (no training), "
+                         "then re-render the report")
     ap.add_argument("--export-default", metavar="KEY", help="copy this FDFtNet job and its baseline to checkpoints/")
     args = ap.parse_args(argv)
     results = Path(args.results)
@@ -232,7 +274,21 @@ def main(argv=None) -> int:
             done = (results / "jobs" / f"{j['key']}.json").exists()
             print(f"{'done' if done else 'todo'}  {j['key']}")
         return 0
-    if not args.report_only:
+    if args.recalibrate:  # every finished job on disk (also those outside today's plan), --match and --only apply
+        for path in sorted((results / "jobs").rglob("*.json")):
+            rec = json.loads(path.read_text())
+            if (rec.get("threshold_rule") == THRESHOLD_RULE or (args.only and rec["group"] not in args.only)
+                    or (args.match and not any(m in rec["key"] for m in args.match))):
+                continue
+            try:
+                new = recalibrate_job(rec, args)
+            except (ValueError, FileNotFoundError) as e:
+                print(f"  not recalibrated: {e}", file=sys.stderr)
+                continue
+            write_json(path, new)
+            print(f"{rec['key']}: threshold {new['recalibrated_from']:.4f} -> {new['test']['threshold']:.4f}, test acc "
+                  f"{rec['test']['acc']:.4f} -> {new['test']['acc']:.4f}", flush=True)
+    elif not args.report_only:
         for i, j in enumerate(jobs):
             path = results / "jobs" / f"{j['key']}.json"
             if path.exists():

@@ -10,7 +10,9 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-__all__ = ["compute_metrics", "best_threshold", "confusion", "jsonable"]
+__all__ = ["compute_metrics", "best_threshold", "confusion", "jsonable", "THRESHOLD_RULE"]
+
+THRESHOLD_RULE = "balanced-acc-midgap"  # best_threshold's rule; training records name it beside their threshold
 
 
 def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -22,15 +24,34 @@ def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def best_threshold(labels, scores) -> tuple[float, float]:
-    """(threshold, balanced accuracy) maximising balanced accuracy; predict fake when p >= threshold."""
+    """(threshold, balanced accuracy) maximising balanced accuracy; predict fake when p >= threshold.
+
+    Every threshold between two neighbouring scores classifies the data the same way, so the best balanced
+    accuracy is reached on whole intervals of thresholds. We return the middle of the widest such interval, the
+    midpoint taken on the logit scale (the model's own margin), not its top end, the lowest fake score that is
+    still called fake: on a small validation set that separates perfectly (a few-shot hold-out), a threshold at
+    that edge calls every test fake scored a little lower "real".
+    """
     y, p = _as_arrays(labels, scores)
     if len(np.unique(y)) < 2:
         return 0.5, float("nan")
-    fpr, tpr, thr = roc_curve(y, p)
+    # thr descends from +inf through every distinct score; thr[i] classifies exactly like any t in (thr[i+1], thr[i]]
+    fpr, tpr, thr = roc_curve(y, p, drop_intermediate=False)
     bal = (tpr + 1 - fpr) / 2
-    i = int(np.argmax(bal))
-    t = float(min(thr[i], 1.0))  # roc_curve's first threshold is +inf
+    best = np.flatnonzero(bal >= bal.max() - 1e-12)
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)  # consecutive indices: one interval of thresholds
+    z = _logit(np.r_[thr, 0.0])  # the bottom of the last interval: below every score
+    i, j = max(((r[0], r[-1]) for r in runs), key=lambda ij: z[ij[0]] - z[ij[1] + 1])
+    t = float(1 / (1 + np.exp(-(z[i] + z[j + 1]) / 2)))
+    below = thr[j + 1] if j + 1 < len(thr) else -np.inf
+    if not below < t <= thr[i]:  # scores within rounding of 0 or 1: keep the interval's top end
+        t = float(min(thr[i], 1.0))
     return t, float(bal[i])
+
+
+def _logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    p = np.clip(p.astype(np.float64), eps, 1 - eps)  # +inf (roc_curve's first threshold) becomes 1 - eps
+    return np.log(p) - np.log1p(-p)
 
 
 def confusion(labels, scores, threshold: float = 0.5) -> list[list[int]]:

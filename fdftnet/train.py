@@ -27,11 +27,11 @@ from .hub import source_info
 from .checkpoint import has_checkpoint, load_model, read_resume_state, save_checkpoint, save_resume_state
 from .data import AugmentConfig, Batches, ImageSet, load_hf_dataset, load_image_folder, sample_shots
 from .inference import predict_tensor
-from .metrics import best_threshold, compute_metrics, jsonable
+from .metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
 from .models import BaselineDetector, FDFtNet
 from .precise_bn import recalibrate_bn
 
-__all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "forward_loss", "load_split"]
+__all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "forward_loss", "load_split", "load_data"]
 
 
 class TrainingError(RuntimeError):
@@ -291,7 +291,8 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
             if dist.is_main():
                 val_full = compute_metrics(val_y, val_p, threshold=thr)
                 record = {"train_config": asdict(cfg), "info": info, "best_epoch": epoch + 1,
-                          "validation": jsonable(val_full), "history": state["history"]}
+                          "validation": jsonable(val_full), "threshold_rule": THRESHOLD_RULE,
+                          "history": state["history"]}
                 save_checkpoint(model, out, extra_json={"training.json": record})
                 write_model_card(out)
         else:
@@ -319,7 +320,8 @@ def _split_holdout(data: ImageSet, per_class: int, seed: int) -> tuple[ImageSet,
     return data.subset(torch.nonzero(mask).flatten()), data.subset(held)
 
 
-def _load_data(cfg: TrainConfig):
+def load_data(cfg: TrainConfig):
+    """(train, validation) as a run with `cfg` trains on them: the hold-out and the k shots drawn with cfg.seed."""
     if cfg.streaming:
         if cfg.hf_dataset is None or cfg.shots is not None:
             raise ValueError("streaming needs --hf-dataset and no --shots (k-shot sets are small: load them)")
@@ -356,7 +358,7 @@ def pretrain(cfg: TrainConfig) -> Iterator[dict]:
         model = BaselineDetector(backbone=cfg.backbone)
     if cfg.head_only:
         model.freeze_features()
-    train, val = _load_data(cfg)
+    train, val = load_data(cfg)
     info = {"stage": "pretrain", "backbone": model.backbone_name, "init_from": cfg.init_from,
             "head_only": cfg.head_only, **_data_info(cfg, train, val)}
     yield from fit(model, train, val, cfg, info)
@@ -390,6 +392,6 @@ def finetune(cfg: TrainConfig) -> Iterator[dict]:
     model, base_info = build_fdftnet(cfg)
     if cfg.init_from:  # training.json records the architecture that was trained, which is the checkpoint's
         cfg = replace(cfg, **{k: model.config[k] for k in ARCH_FIELDS})
-    train, val = _load_data(cfg)
+    train, val = load_data(cfg)
     info = {"stage": "finetune", **base_info, **_data_info(cfg, train, val)}
     yield from fit(model, train, val, cfg, info)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from fdftnet.metrics import best_threshold, compute_metrics, jsonable
 
@@ -49,3 +49,45 @@ def test_one_class_gives_nan_ranking_metrics_and_strict_json():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="2 labels but 3 scores"):
         compute_metrics([0, 1], [0.1, 0.2, 0.3])
+
+
+def test_best_threshold_is_mid_gap_on_separable_scores():
+    # a few-shot hold-out that separates perfectly: the threshold sits mid-gap (logit scale), not on the lowest fake
+    y = np.r_[np.zeros(4), np.ones(4)]
+    p = np.array([0.01, 0.05, 0.1, 0.2, 0.8, 0.9, 0.99, 0.999])
+    t, bal = best_threshold(y, p)
+    assert bal == 1.0
+    assert 0.2 < t < 0.8 and t == pytest.approx(0.5)  # logit(0.2) = -logit(0.8)
+    y2, p2 = np.r_[np.zeros(2), np.ones(2)], np.array([0.1, 0.3, 0.99, 0.9999])
+    t2, _ = best_threshold(y2, p2)
+    logit = lambda q: np.log(q / (1 - q))  # noqa: E731
+    assert logit(t2) == pytest.approx((logit(0.3) + logit(0.99)) / 2)
+    # a fake scored a little below every validation fake is still called fake
+    assert compute_metrics([1], [0.75], threshold=t)["acc"] == 1.0
+
+
+def test_best_threshold_keeps_the_best_balanced_accuracy_and_widest_interval():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = int(rng.integers(4, 40))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        p = rng.uniform(0, 1, n).round(2)  # ties between scores too
+        t, bal = best_threshold(y, p)
+        pred = p >= t
+        got = (np.mean(pred[y == 1]) + np.mean(~pred[y == 0])) / 2
+        assert got == pytest.approx(bal)
+        fpr, tpr, _ = roc_curve(y, p)
+        assert bal == pytest.approx(((tpr + 1 - fpr) / 2).max())
+    # two equally good intervals: the wider one (in logit) wins
+    y = np.array([0, 1, 0, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.99])
+    t, bal = best_threshold(y, p)
+    assert bal == 0.75 and 0.3 < t < 0.99
+
+
+def test_best_threshold_with_saturated_scores_stays_inside_its_interval():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.0, 1.0 - 1e-13, 1.0, 1.0])
+    t, bal = best_threshold(y, p)
+    assert bal == 1.0 and 1.0 - 1e-13 < t <= 1.0

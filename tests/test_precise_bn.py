@@ -5,7 +5,7 @@ import torch.nn as nn
 from fdftnet import FDFtNet, load_model
 from fdftnet.inference import to_input
 from fdftnet.precise_bn import recalibrate_bn, trainable_bn_layers
-from fdftnet.train import TrainConfig, _load_data, finetune
+from fdftnet.train import TrainConfig, load_data, finetune
 
 
 def _images(n, seed=0):
@@ -73,7 +73,7 @@ def test_fit_saves_recalibrated_statistics(synthetic_images, tiny_baseline_dir, 
     list(finetune(cfg))
     saved = load_model(cfg.out, expect="fdftnet")
     again = load_model(cfg.out, expect="fdftnet")
-    train, _ = _load_data(cfg)
+    train, _ = load_data(cfg)
     recalibrate_bn(again, train.images, cfg.batch_size, max_images=cfg.precise_bn, seed=cfg.seed)
     for a, b in zip(trainable_bn_layers(saved), trainable_bn_layers(again)):
         torch.testing.assert_close(a.running_var, b.running_var)

@@ -4,10 +4,16 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import make_image_folder
 
 from bench.reproduce import main
+from fdftnet import load_model
+from fdftnet.checkpoint import save_checkpoint
+from fdftnet.inference import evaluate, predict_imageset
+from fdftnet.metrics import THRESHOLD_RULE, best_threshold
+from fdftnet.train import TrainConfig, load_data, load_split
 
 
 def _args(root, tmp_path, *extra):
@@ -34,6 +40,7 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
         assert rec["key"] == key and rec["test"]["n"] == 12 and 0.0 <= rec["test"]["auroc"] <= 1.0
         assert rec["epochs_run"] == 1 and rec["train_config"]["epochs"] == 1 and rec["device"].startswith("cpu")
         assert rec["train_seconds"] == sum(h["seconds"] for h in rec["history"]) > 0  # one epoch: history is all
+        assert rec["threshold_rule"] == THRESHOLD_RULE
     assert jobs["gan64/squeezenet/k4/s0/fdftnet"]["train_config"]["batch_size"] == 8
     assert jobs["gan64/squeezenet/k4/s0/fdftnet-unfrozen"]["train_config"]["freeze_backbone"] is False
     adapt = jobs["gan64/squeezenet/k4/s0/fdftnet-unfrozen-adapt"]  # continues the dfdc64 FDFtNet, not a new one
@@ -119,3 +126,51 @@ def test_report_tables_group_ablations_by_backbone():
     assert main_table(runs)[3].endswith("| 66.00 ± 2.83 / 71.00 ± 2.83 (2) | 3 / 3 / – / 3 / 3,3 |")
     assert seeds_table(runs)[2:] == ["| xception | 0 | 66.00 / 71.00 | 68.00 / 73.00 | +2.00 / +2.00 | yes |",
                                      "| xception | 1 | 66.00 / 71.00 | 64.00 / 69.00 | -2.00 / -2.00 | no |"]
+
+
+def test_recalibrate_resets_old_thresholds_without_training_and_refuses_changed_weights(tmp_path, capsys):
+    root = tmp_path / "data"
+    make_image_folder(root / "dfdc64", {"train": 10, "finetune": 8, "validation": 6, "test": 6}, seed=1)
+    make_image_folder(root / "gan64", {"finetune": 10, "test": 6}, seed=2)
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    args = _args(root, tmp_path, "--match", "squeezenet/baseline,k4/s0/head-only", "--only", "main,fewshot")
+    assert main(args) == 0
+    keys = ["dfdc64/squeezenet/baseline", "gan64/squeezenet/k4/s0/head-only"]
+    for key in keys:  # as a job calibrated by an older rule left them: another threshold, no rule named
+        path = results / "jobs" / f"{key}.json"
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "threshold_rule": None}))
+        training = json.loads((runs / key / "training.json").read_text())
+        training.pop("threshold_rule")
+        model = load_model(runs / key)
+        model.threshold.fill_(0.123)
+        save_checkpoint(model, runs / key, extra_json={"training.json": training})
+    # the head-only job's weights change after training: its validation AUROC no longer matches, it is left alone
+    bad = runs / keys[1]
+    model = load_model(bad)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    save_checkpoint(model, bad, extra_json={"training.json": json.loads((bad / "training.json").read_text())})
+    bad_rec = (results / "jobs" / f"{keys[1]}.json").read_bytes()
+    capsys.readouterr()
+
+    assert main([*args, "--recalibrate"]) == 0
+    out, err = capsys.readouterr()
+    assert not re.search(r"^\[\d+/\d+\]", out, re.M)  # nothing trained
+    assert "not recalibrated" in err and keys[1] in err and (results / "jobs" / f"{keys[1]}.json").read_bytes() == bad_rec
+    rec = json.loads((results / "jobs" / f"{keys[0]}.json").read_text())
+    training = json.loads((runs / keys[0] / "training.json").read_text())
+    cfg = TrainConfig(**{**training["train_config"], "data": str(root / "dfdc64")})
+    model = load_model(runs / keys[0])
+    _, val = load_data(cfg)
+    want, _ = best_threshold(val.labels.numpy(), predict_imageset(model, val))
+    assert float(model.threshold) == pytest.approx(want) and rec["recalibrated_from"] == pytest.approx(0.123)
+    assert rec["threshold_rule"] == training["threshold_rule"] == THRESHOLD_RULE
+    assert rec["validation"]["threshold"] == pytest.approx(want) and training["validation"]["threshold"] == pytest.approx(want)
+    assert rec["test"] == json.loads(json.dumps(evaluate(model, load_split(cfg, "test"))))
+    # done once: a second pass rewrites nothing
+    stamp = (results / "jobs" / f"{keys[0]}.json").stat().st_mtime_ns
+    assert main([*args, "--recalibrate"]) == 0
+    assert (results / "jobs" / f"{keys[0]}.json").stat().st_mtime_ns == stamp
