@@ -86,4 +86,3 @@ def evaluate(model, data: ImageSet, threshold: float | None = None, **kw) -> dic
     if threshold is None:
         threshold = float(getattr(model, "threshold", torch.tensor(0.5)))
     return compute_metrics(data.labels.numpy(), p, threshold=threshold)
-
