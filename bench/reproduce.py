@@ -44,9 +44,11 @@ def plan(args) -> list[dict]:
     """Every job of the protocol, in dependency order (a baseline before what builds on it)."""
     jobs, T = [], dict(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size)
     for bb in args.backbones:
-        base = f"dfdc64/{bb}/baseline"
-        jobs.append(job(base, "main", "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb,
-                        batch_size=64, epochs=args.epochs, patience=args.patience, monitor="val_loss"))
+        base = f"dfdc64/{bb}/baseline"  # seed 0: what every FDFtNet of this backbone is built on
+        for seed in args.baseline_seeds:  # the others measure how much the baseline itself varies with the seed
+            jobs.append(job(base + (f"-s{seed}" if seed else ""), "main", "pretrain", "dfdc64", "dfdc64", bb,
+                            "baseline", seed=seed, backbone_name=bb, batch_size=64, epochs=args.epochs,
+                            patience=args.patience, monitor="val_loss"))
         lowlr = dict(freeze_backbone=False, backbone_lr=args.backbone_lr)
         for v, over in (("fdftnet-frozen", {}), ("fdftnet-unfrozen", dict(freeze_backbone=False)),
                         # unfrozen, the backbone at a lower lr: its pre-trained features move slowly
@@ -245,6 +247,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fewshot-k", type=_int_list, default=FEWSHOT_K)
     ap.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="few-shot seeds")
     ap.add_argument("--recipe-seeds", type=_int_list, default=[0, 1, 2], help=f"seeds of the {RECIPE} jobs")
+    ap.add_argument("--baseline-seeds", type=_int_list, default=[0, 1, 2],
+                    help="seeds of the dfdc64 baselines (FDFtNet is built on seed 0's)")
     ap.add_argument("--epochs", type=int, default=40, help="maximum epochs per job (paper: 300)")
     ap.add_argument("--patience", type=int, default=8, help="early-stopping patience (paper: 20)")
     ap.add_argument("--batch-size", type=int, default=128)

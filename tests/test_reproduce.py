@@ -21,6 +21,7 @@ def _args(root, tmp_path, *extra):
             "--backbones", "squeezenet", "--ablation-backbone", "squeezenet", "--fewshot-backbone", "squeezenet",
             "--ablation-shots", "2,4", "--fewshot-k", "4", "--seeds", "0", "--epochs", "1", "--patience", "1", "--holdout", "4",
             "--batch-size", "8", "--fewshot-batch-size", "8", "--mb-blocks", "1", "--device", "cpu", "--recipe-seeds", "0,1",
+            "--baseline-seeds", "0,1",
             *extra]
 
 
@@ -32,8 +33,8 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
 
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
-    # baseline + 4 FDFtNet + the recipe's second seed; 4 ablations + 2 shot counts; 6 few-shot methods
-    assert len(planned) == 6 + 6 + 6
+    # 2 baseline seeds + 4 FDFtNet + the recipe's second seed; 4 ablations + 2 shot counts; 6 few-shot methods
+    assert len(planned) == 7 + 6 + 6
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -56,6 +57,9 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
         assert both["train_config"]["cutout"] is False and both["train_config"]["backbone_lr"] == 1e-4
         assert both["train_config"]["freeze_backbone"] is False
     assert jobs["dfdc64/squeezenet/shots-2"]["shots"] == 2
+    b1 = jobs["dfdc64/squeezenet/baseline-s1"]
+    assert b1["seed"] == b1["train_config"]["seed"] == 1 and b1["variant"] == "baseline" and b1["base"] is None
+    assert jobs["dfdc64/squeezenet/fdftnet-frozen"]["base"] == "dfdc64/squeezenet/baseline"  # seed 0s
 
     report = (results / "REPORT.md").read_text()
     base, frozen = jobs["dfdc64/squeezenet/baseline"]["test"], jobs["dfdc64/squeezenet/fdftnet-frozen"]["test"]
@@ -65,8 +69,13 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     lowlr = jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr"]["test"]
     assert f"| {100 * lowlr['acc']:.2f} / {100 * lowlr['auroc']:.2f} | " in row
     assert "± " in row and row.endswith(" (2) | 1 / 1 / 1 / 1 / 1,1 |")  # the recipe: mean ± sd of two seeds
-    assert len([line for line in report.splitlines() if line.startswith("| squeezenet | ")]) == 1 + 2  # + per seed
+    assert len([line for line in report.splitlines() if line.startswith("| squeezenet | ")]) == 1 + 2 + 1  # seeds
     assert "FDFtNet unfrozen, backbone lr 0.0001" in report
+    b0 = jobs["dfdc64/squeezenet/baseline"]["test"]
+    spread = [line for line in report.splitlines() if line.startswith("| squeezenet | ")][-1]  # the baseline seeds table
+    assert spread.startswith(f"| squeezenet | {100 * b0['acc']:.2f} / {100 * b0['auroc']:.2f} | "
+                             f"{100 * b1['test']['acc']:.2f} / {100 * b1['test']['auroc']:.2f} | ")
+    assert spread.endswith((" | yes |", " | no |")) and spread.count("±") == 4
     fs = next(line for line in report.splitlines() if line.startswith("| 4 |"))
     assert f"| {100 * jobs['gan64/squeezenet/k4/s0/full']['test']['acc']:.2f} |" in fs and "±" not in fs  # one seed
     gathered = json.loads((results / "reproduce.json").read_text())["runs"]
