@@ -152,7 +152,9 @@ def recalibrate_job(rec: dict, args) -> dict:
     model = load_model(out)
     old = float(model.threshold)
     y, p = val.labels.numpy(), predict_imageset(model, val).astype(np.float64)
-    best = next(h for h in training["history"] if h["epoch"] == training["best_epoch"])
+    best = next((h for h in training.get("history", []) if h["epoch"] == training.get("best_epoch")), None)
+    if best is None:
+        raise ValueError(f"{rec['key']}: its training.json has no history row for its best epoch to check against")
     loss = float(-np.mean(np.where(y == 1, np.log(np.clip(p, 1e-7, 1)), np.log(np.clip(1 - p, 1e-7, 1)))))
     if abs(loss - best["val_loss"]) > 1e-5:
         raise ValueError(f"{rec['key']}: validation loss {loss:.6f} is not the {best['val_loss']:.6f} its training "
