@@ -19,14 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fdftnet.card import write_model_card
 from fdftnet.checkpoint import load_model, read_resume_progress, save_checkpoint, write_json
-from fdftnet.inference import evaluate, predict_imageset
+from fdftnet.inference import evaluate
 from fdftnet.metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
-from fdftnet.train import TrainConfig, TrainingError, finetune, load_data, load_split, pretrain
+from fdftnet.train import TrainConfig, TrainingError, finetune, load_data, load_split, pretrain, validate
 
 BACKBONES = ["shallownetv3", "squeezenet", "resnetv2_50", "xception"]
 FEWSHOT_K = [25, 50, 100, 200, 300]  # per class; gan64/finetune has 400 a class, 100 of which are held out
@@ -89,8 +88,13 @@ def plan(args) -> list[dict]:
                             "baseline-head", head_only=True, augment=True, **common, **G))
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/full", "fewshot", "pretrain", "gan64", "gan64", fs,
                             "baseline-full", augment=True, **common, **G))
-    jobs = [j for j in jobs if not args.match or any(m in j["key"] for m in args.match)]
-    return [j for j in jobs if not args.only or j["group"] in args.only]
+    return [j for j in jobs if _selected(j, args)]
+
+
+def _selected(j: dict, args) -> bool:
+    """A job (or a job's record) that --match and --only let through."""
+    return ((not args.match or any(m in j["key"] for m in args.match))
+            and (not args.only or j["group"] in args.only))
 
 
 def run_job(j: dict, args) -> dict:
@@ -151,14 +155,14 @@ def recalibrate_job(rec: dict, args) -> dict:
     _, val = load_data(cfg)
     model = load_model(out)
     old = float(model.threshold)
-    y, p = val.labels.numpy(), predict_imageset(model, val).astype(np.float64)
+    scored, y, p = validate(model, val, "cpu", cfg.batch_size)  # as training scored it at each epoch
     best = next((h for h in training.get("history", []) if h["epoch"] == training.get("best_epoch")), None)
     if best is None:
         raise ValueError(f"{rec['key']}: its training.json has no history row for its best epoch to check against")
-    loss = float(-np.mean(np.where(y == 1, np.log(np.clip(p, 1e-7, 1)), np.log(np.clip(1 - p, 1e-7, 1)))))
-    if abs(loss - best["val_loss"]) > 1e-5:
-        raise ValueError(f"{rec['key']}: validation loss {loss:.6f} is not the {best['val_loss']:.6f} its training "
-                         f"recorded at its best epoch; the checkpoint or the data changed, so it was not recalibrated")
+    if abs(scored["val_loss"] - best["val_loss"]) > 1e-5:
+        raise ValueError(f"{rec['key']}: validation loss {scored['val_loss']:.6f} is not the {best['val_loss']:.6f} its "
+                         f"training recorded at its best epoch; the checkpoint or the data changed, so it was not "
+                         f"recalibrated")
     threshold, _ = best_threshold(y, p)
     model.threshold.fill_(threshold)
     val_m = compute_metrics(y, p, threshold=threshold)
@@ -283,12 +287,11 @@ def main(argv=None) -> int:
     if args.recalibrate:  # every finished job on disk (also those outside today's plan), --match and --only apply
         for path in sorted((results / "jobs").rglob("*.json")):
             rec = json.loads(path.read_text())
-            if (rec.get("threshold_rule") == THRESHOLD_RULE or (args.only and rec["group"] not in args.only)
-                    or (args.match and not any(m in rec["key"] for m in args.match))):
+            if rec.get("threshold_rule") == THRESHOLD_RULE or not _selected(rec, args):
                 continue
             try:
                 new = recalibrate_job(rec, args)
-            except (ValueError, FileNotFoundError) as e:
+            except (TrainingError, ValueError, FileNotFoundError) as e:
                 print(f"  not recalibrated: {e}", file=sys.stderr)
                 continue
             write_json(path, new)

@@ -31,7 +31,8 @@ from .metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
 from .models import BaselineDetector, FDFtNet
 from .precise_bn import recalibrate_bn
 
-__all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "forward_loss", "load_split", "load_data"]
+__all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "forward_loss", "load_split", "load_data",
+           "validate"]
 
 
 class TrainingError(RuntimeError):
@@ -183,8 +184,8 @@ def _score(metrics: dict, monitor: str) -> float:
 
 
 @torch.no_grad()
-def _validate(model, val: ImageSet, device: str, batch_size: int) -> tuple[dict, list, list]:
-    """Validation loss and metrics, computed on each rank's shard and gathered."""
+def validate(model, val: ImageSet, device: str, batch_size: int) -> tuple[dict, list, list]:
+    """(val_loss, val_acc, val_auroc), labels, P(fake): each rank scores its shard, the parts are gathered."""
     module = getattr(model, "module", model)
     world, rank = dist.world_size(), dist.rank()
     idx = torch.arange(len(val))[rank::world]
@@ -272,7 +273,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
         if cfg.precise_bn and isinstance(train, ImageSet):  # a stream cannot be re-read: it keeps running averages
             recalibrate_bn(model, train.images, cfg.batch_size, device, cfg.precise_bn, seed=cfg.seed, use_amp=use_amp)
         tot_loss, tot_correct, tot_n = dist.all_reduce_sum([tot_loss, tot_correct, tot_n], device)
-        val_m, val_y, val_p = _validate(net, val, device, cfg.batch_size)
+        val_m, val_y, val_p = validate(net, val, device, cfg.batch_size)
         lr = opt.param_groups[0]["lr"]
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(val_m["val_loss"])
