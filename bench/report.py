@@ -109,6 +109,30 @@ def baseline_seeds_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]
     return lines if len(lines) > 2 else []
 
 
+def budget_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]:
+    """Backbones with 'long' jobs: baseline and `variant` (seed 0) at the main budget and at the long one."""
+    by = defaultdict(dict)
+    for r in runs:
+        if r["group"] in ("main", "long") and r["seed"] == 0 and r["variant"] in ("baseline", variant):
+            by[r["backbone"]][(r["group"], r["variant"])] = r
+    lines = ["| backbone | budget (max epochs, patience; baseline / FDFtNet where they differ) | baseline ACC / AUROC | FDFtNet ACC / AUROC | difference ACC / "
+             "AUROC | epochs run, best (baseline / FDFtNet) | device |", "|---|---|---|---|---|---|---|"]
+    for bb, v in sorted(by.items()):
+        if not any(g == "long" for g, _ in v):
+            continue
+        for group in ("main", "long"):
+            b, f = v.get((group, "baseline")), v.get((group, variant))
+            if not (b and f):
+                continue
+            budgets = [f"{r['train_config']['epochs']}, {r['train_config']['patience']}" for r in (b, f)]
+            d = [100 * (f["test"][m] - b["test"][m]) for m in ("acc", "auroc")]
+            lines.append(f"| {bb} | {' / '.join(dict.fromkeys(budgets))} | {pct(b['test']['acc'])} / "
+                         f"{pct(b['test']['auroc'])} | {pct(f['test']['acc'])} / {pct(f['test']['auroc'])} | "
+                         f"{d[0]:+.2f} / {d[1]:+.2f} | {b['epochs_run']}, {b['best_epoch']} / {f['epochs_run']}, "
+                         f"{f['best_epoch']} | {', '.join(sorted({b['device'], f['device']}))} |")
+    return lines if len(lines) > 2 else []
+
+
 def ablation_table(runs: list[dict]) -> list[str]:
     """Per ablation backbone: its FDFtNet frozen row (the reference the ablations change), then the ablations."""
     rows = [r for r in runs if r["group"] == "ablation"]
@@ -175,6 +199,10 @@ def render(results: Path) -> Path:
         out += ["The baselines' own spread: each backbone's baseline trained again with other seeds (FDFtNet is "
                 "fine-tuned from seed 0's); \"above every baseline seed\" asks whether the recipe's worst seed is "
                 "above the baseline's best, in ACC and in AUROC:", ""] + base_seeds + [""]
+    budget = budget_table(runs)
+    if budget:
+        out += [f"The paper's training budget: baseline and `{MAIN[-1]}` (seed 0) trained again with a longer "
+                "budget (the 'long' group), beside the same pair at the budget of the table above:", ""] + budget + [""]
     roc = go.Figure()
     for r in runs:
         if r["group"] == "main" and r["seed"] == 0:  # one curve per variant: its first seed

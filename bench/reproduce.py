@@ -57,6 +57,13 @@ def plan(args) -> list[dict]:
             for seed in (args.recipe_seeds if v == RECIPE else [0]):  # seed 0 keeps the plain key
                 jobs.append(job(f"dfdc64/{bb}/{v}" + (f"-s{seed}" if seed else ""), "main", "finetune", "dfdc64",
                                 "dfdc64", bb, v, seed=seed, base=base, mb_blocks=args.mb_blocks, **T, **over))
+    for bb in args.backbones:  # the same comparison at the paper's budget (300 epochs, patience 20): a GPU's work
+        base, budget = f"dfdc64/{bb}/long/baseline", dict(epochs=args.long_epochs, patience=args.long_patience)
+        jobs.append(job(base, "long", "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb, batch_size=64,
+                        monitor="val_loss", **budget))
+        jobs.append(job(f"dfdc64/{bb}/long/{RECIPE}", "long", "finetune", "dfdc64", "dfdc64", bb, RECIPE, base=base,
+                        mb_blocks=args.mb_blocks, batch_size=args.batch_size, freeze_backbone=False,
+                        backbone_lr=args.backbone_lr, cutout=False, **budget))
     ab = args.ablation_backbone
     base = f"dfdc64/{ab}/baseline"
     variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
@@ -257,6 +264,8 @@ def main(argv=None) -> int:
                     help="seeds of the dfdc64 baselines (FDFtNet is built on seed 0's)")
     ap.add_argument("--epochs", type=int, default=40, help="maximum epochs per job (paper: 300)")
     ap.add_argument("--patience", type=int, default=8, help="early-stopping patience (paper: 20)")
+    ap.add_argument("--long-epochs", type=int, default=300, help="maximum epochs of the 'long' group (paper: 300)")
+    ap.add_argument("--long-patience", type=int, default=20, help="early-stopping patience of the 'long' group (paper: 20)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--fewshot-batch-size", type=int, default=32, help="every few-shot job (k = 25 has 50 images)")
     ap.add_argument("--backbone-lr", type=float, default=1e-4,
@@ -265,13 +274,15 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=100, help="gan64: images per class held out for early stopping")
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,ablation,fewshot")
+    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,long,ablation,fewshot")
     ap.add_argument("--match", type=lambda s: s.split(","), help="only jobs whose key contains one of these")
     ap.add_argument("--plan", action="store_true", help="list the jobs and exit")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--recalibrate", action="store_true",
                     help="re-set the threshold of finished jobs calibrated by an older rule (no training), "
                          "then re-render the report")
+    ap.add_argument("--no-report", action="store_true",
+                    help="write the job JSONs only (a machine without plotly); render later with --report-only")
     ap.add_argument("--export-default", metavar="KEY", help="copy this FDFtNet job and its baseline to checkpoints/")
     args = ap.parse_args(argv)
     results = Path(args.results)
@@ -317,6 +328,8 @@ def main(argv=None) -> int:
             print(f"  test acc {t['acc']:.4f} auroc {t['auroc']:.4f} ({rec['wall_s']:.0f}s)", flush=True)
             write_json(results / "reproduce.json", gather(results))
     write_json(results / "reproduce.json", gather(results))
+    if args.no_report:
+        return 0
     from bench.report import render
     render(results)
     print(f"wrote {results / 'REPORT.md'}")

@@ -21,7 +21,7 @@ def _args(root, tmp_path, *extra):
             "--backbones", "squeezenet", "--ablation-backbone", "squeezenet", "--fewshot-backbone", "squeezenet",
             "--ablation-shots", "2,4", "--fewshot-k", "4", "--seeds", "0", "--epochs", "1", "--patience", "1", "--holdout", "4",
             "--batch-size", "8", "--fewshot-batch-size", "8", "--mb-blocks", "1", "--device", "cpu", "--recipe-seeds", "0,1",
-            "--baseline-seeds", "0,1",
+            "--baseline-seeds", "0,1", "--long-epochs", "1", "--long-patience", "1",
             *extra]
 
 
@@ -33,8 +33,9 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
 
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
-    # 2 baseline seeds + 4 FDFtNet + the recipe's second seed; 4 ablations + 2 shot counts; 6 few-shot methods
-    assert len(planned) == 7 + 6 + 6
+    # 2 baseline seeds + 4 FDFtNet + the recipe's second seed; long: baseline + recipe; 4 ablations + 2 shot counts;
+    # 6 few-shot methods
+    assert len(planned) == 7 + 2 + 6 + 6
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -60,6 +61,12 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     b1 = jobs["dfdc64/squeezenet/baseline-s1"]
     assert b1["seed"] == b1["train_config"]["seed"] == 1 and b1["variant"] == "baseline" and b1["base"] is None
     assert jobs["dfdc64/squeezenet/fdftnet-frozen"]["base"] == "dfdc64/squeezenet/baseline"  # seed 0s
+    long = jobs["dfdc64/squeezenet/long/fdftnet-unfrozen-lowlr-no-cutout"]  # built on the long baseline, same recipe
+    assert long["group"] == "long" and long["base"] == "dfdc64/squeezenet/long/baseline"
+    assert long["train_config"]["backbone_from"].endswith("dfdc64/squeezenet/long/baseline")
+    assert {k: long["train_config"][k] for k in ("freeze_backbone", "backbone_lr", "cutout")} == \
+        {k: jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr-no-cutout"]["train_config"][k]
+         for k in ("freeze_backbone", "backbone_lr", "cutout")}
 
     report = (results / "REPORT.md").read_text()
     base, frozen = jobs["dfdc64/squeezenet/baseline"]["test"], jobs["dfdc64/squeezenet/fdftnet-frozen"]["test"]
@@ -69,15 +76,19 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     lowlr = jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr"]["test"]
     assert f"| {100 * lowlr['acc']:.2f} / {100 * lowlr['auroc']:.2f} | " in row
     assert "± " in row and row.endswith(" (2) | 1 / 1 / 1 / 1 / 1,1 |")  # the recipe: mean ± sd of two seeds
-    assert len([line for line in report.splitlines() if line.startswith("| squeezenet | ")]) == 1 + 2 + 1  # seeds
+    assert len([line for line in report.splitlines() if line.startswith("| squeezenet | ")]) == 1 + 2 + 1 + 2  # seeds, budgets
     assert "FDFtNet unfrozen, backbone lr 0.0001" in report
     b0 = jobs["dfdc64/squeezenet/baseline"]["test"]
-    spread = [line for line in report.splitlines() if line.startswith("| squeezenet | ")][-1]  # the baseline seeds table
+    spread = [line for line in report.splitlines() if line.startswith("| squeezenet | ")][3]  # the baseline seeds table
     assert spread.startswith(f"| squeezenet | {100 * b0['acc']:.2f} / {100 * b0['auroc']:.2f} | "
                              f"{100 * b1['test']['acc']:.2f} / {100 * b1['test']['auroc']:.2f} | ")
     recipe = [jobs[f"dfdc64/squeezenet/fdftnet-unfrozen-lowlr-no-cutout{s}"]["test"] for s in ("", "-s1")]
     above = all(min(t[m] for t in recipe) > max(b0[m], b1["test"][m]) for m in ("acc", "auroc"))
     assert spread.endswith(" | yes |" if above else " | no |") and spread.count("±") == 4
+    lb = jobs["dfdc64/squeezenet/long/baseline"]["test"]
+    assert len([line for line in report.splitlines() if line.startswith("| squeezenet | 1, 1 | ")]) == 2  # the budgets
+    assert f"| squeezenet | 1, 1 | {100 * lb['acc']:.2f} / {100 * lb['auroc']:.2f} | {100 * long['test']['acc']:.2f}" \
+        in report
     fs = next(line for line in report.splitlines() if line.startswith("| 4 |"))
     assert f"| {100 * jobs['gan64/squeezenet/k4/s0/full']['test']['acc']:.2f} |" in fs and "±" not in fs  # one seed
     gathered = json.loads((results / "reproduce.json").read_text())["runs"]
@@ -117,7 +128,7 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
 
 
 def test_report_tables_group_ablations_by_backbone():
-    from bench.report import ablation_table, main_table, seeds_table
+    from bench.report import ablation_table, budget_table, main_table, seeds_table
 
     def run(bb, group, variant, acc, seed=0, **cfg):
         return {"backbone": bb, "group": group, "variant": variant, "shots": None, "epochs_run": 3, "seed": seed,
@@ -135,6 +146,16 @@ def test_report_tables_group_ablations_by_backbone():
     recipe = "fdftnet-unfrozen-lowlr-no-cutout"
     runs += [run("xception", "main", recipe, 0.68), run("xception", "main", recipe, 0.64, seed=1)]
     assert main_table(runs)[3].endswith("| 66.00 ± 2.83 / 71.00 ± 2.83 (2) | 3 / 3 / – / 3 / 3,3 |")
+    assert budget_table(runs) == []  # no 'long' jobs
+    runs[4].update(best_epoch=2, device="cpu", train_config={"epochs": 8, "patience": 3})  # the baseline
+    runs[6].update(best_epoch=3, device="cpu", train_config={"epochs": 16, "patience": 5})  # the recipe, seed 0
+    runs += [{**run("xception", "long", "baseline", 0.70), "best_epoch": 9, "device": "cuda",
+              "train_config": {"epochs": 300, "patience": 20}},
+             {**run("xception", "long", recipe, 0.69), "best_epoch": 30, "device": "cuda",
+              "train_config": {"epochs": 300, "patience": 20}}]
+    assert budget_table(runs)[2:] == [
+        "| xception | 8, 3 / 16, 5 | 66.00 / 71.00 | 68.00 / 73.00 | +2.00 / +2.00 | 3, 2 / 3, 3 | cpu |",
+        "| xception | 300, 20 | 70.00 / 75.00 | 69.00 / 74.00 | -1.00 / -1.00 | 3, 9 / 3, 30 | cuda |"]
     assert seeds_table(runs)[2:] == ["| xception | 0 | 66.00 / 71.00 | 68.00 / 73.00 | +2.00 / +2.00 | yes |",
                                      "| xception | 1 | 66.00 / 71.00 | 64.00 / 69.00 | -2.00 / -2.00 | no |"]
 
