@@ -25,7 +25,8 @@ from fdftnet.card import write_model_card
 from fdftnet.checkpoint import load_model, read_resume_progress, save_checkpoint, write_json
 from fdftnet.inference import evaluate
 from fdftnet.metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
-from fdftnet.train import TrainConfig, TrainingError, finetune, load_data, load_split, pretrain, validate
+from fdftnet.train import (TrainConfig, TrainingError, finetune, flush_denormals, load_data, load_split, pretrain,
+                           validate)
 
 BACKBONES = ["shallownetv3", "squeezenet", "resnetv2_50", "xception"]
 FEWSHOT_K = [25, 50, 100, 200, 300]  # per class; gan64/finetune has 400 a class, 100 of which are held out
@@ -285,6 +286,7 @@ def main(argv=None) -> int:
                     help="write the job JSONs only (a machine without plotly); render later with --report-only")
     ap.add_argument("--export-default", metavar="KEY", help="copy this FDFtNet job and its baseline to checkpoints/")
     args = ap.parse_args(argv)
+    flush_denormals()  # CPU epochs slow down threefold without it, as training goes on
     results = Path(args.results)
     jobs = plan(args)
     if args.export_default:

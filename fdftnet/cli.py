@@ -292,6 +292,8 @@ COMMANDS = {"models": _cmd_models, "pretrain": _cmd_train, "finetune": _cmd_trai
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .train import flush_denormals
+    flush_denormals()  # before torch starts its worker threads: they inherit it
     from .data import DataError
     from .hub import HubError, redact
     from .models import CheckpointError

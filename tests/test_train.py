@@ -168,3 +168,22 @@ def test_finetune_needs_exactly_one_starting_checkpoint(synthetic_images, tiny_b
         build_fdftnet(_ft_cfg(synthetic_images, None, tmp_path, backbone_from=None))
     with pytest.raises(CheckpointError, match="needs an FDFtNet"):
         build_fdftnet(_ft_cfg(synthetic_images, None, tmp_path, backbone_from=None, init_from=str(tiny_baseline_dir)))
+
+
+def test_cpu_training_flushes_subnormal_floats_in_its_thread_and_later_threads(synthetic_images, tiny_baseline_dir,
+                                                                               tmp_path):
+    import threading
+
+    def survives() -> bool:  # 1e-39 is subnormal in float32: x86 computes it many times slower than a normal float
+        return (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+    torch.set_flush_denormal(False)
+    assert survives()
+    run = finetune(_ft_cfg(synthetic_images, tiny_baseline_dir, tmp_path / "ft", epochs=1, shots=8))
+    assert next(run)["type"] == "start" and not survives()  # set as fit starts, before the first step
+    list(run)
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(survives()))
+    worker.start()
+    worker.join()
+    assert seen == [False]  # a thread started afterwards (the lab's fine-tunes) inherits it
