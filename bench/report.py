@@ -115,8 +115,9 @@ def budget_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]:
     for r in runs:
         if r["group"] in ("main", "long") and r["seed"] == 0 and r["variant"] in ("baseline", variant):
             by[r["backbone"]][(r["group"], r["variant"])] = r
-    lines = ["| backbone | budget (max epochs, patience; baseline / FDFtNet where they differ) | baseline ACC / AUROC | FDFtNet ACC / AUROC | difference ACC / "
-             "AUROC | epochs run, best (baseline / FDFtNet) | device |", "|---|---|---|---|---|---|---|"]
+    lines = ["| backbone | budget (max epochs, patience; baseline / FDFtNet where they differ) | baseline ACC / AUROC | "
+             "FDFtNet ACC / AUROC | difference ACC / AUROC | epochs run, best (baseline / FDFtNet) | device |",
+             "|---|---|---|---|---|---|---|"]
     for bb, v in sorted(by.items()):
         if not any(g == "long" for g, _ in v):
             continue
