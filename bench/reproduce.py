@@ -43,28 +43,27 @@ def job(key, group, stage, dataset, test, backbone, variant, seed=0, shots=None,
 def plan(args) -> list[dict]:
     """Every job of the protocol, in dependency order (a baseline before what builds on it)."""
     jobs, T = [], dict(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size)
+    baseline = dict(batch_size=64, monitor="val_loss")  # every dfdc64 baseline, at either budget
+    lowlr = dict(freeze_backbone=False, backbone_lr=args.backbone_lr)
+    recipe = dict(**lowlr, cutout=False)  # RECIPE: the two changes that each helped in the ablations, together
     for bb in args.backbones:
         base = f"dfdc64/{bb}/baseline"  # seed 0: what every FDFtNet of this backbone is built on
         for seed in args.baseline_seeds:  # the others measure how much the baseline itself varies with the seed
             jobs.append(job(base + (f"-s{seed}" if seed else ""), "main", "pretrain", "dfdc64", "dfdc64", bb,
-                            "baseline", seed=seed, backbone_name=bb, batch_size=64, epochs=args.epochs,
-                            patience=args.patience, monitor="val_loss"))
-        lowlr = dict(freeze_backbone=False, backbone_lr=args.backbone_lr)
+                            "baseline", seed=seed, backbone_name=bb, epochs=args.epochs, patience=args.patience,
+                            **baseline))
         for v, over in (("fdftnet-frozen", {}), ("fdftnet-unfrozen", dict(freeze_backbone=False)),
                         # unfrozen, the backbone at a lower lr: its pre-trained features move slowly
-                        ("fdftnet-unfrozen-lowlr", lowlr),
-                        # and without Cutout: two changes that each helped in the ablations, together
-                        (RECIPE, dict(**lowlr, cutout=False))):
+                        ("fdftnet-unfrozen-lowlr", lowlr), (RECIPE, recipe)):
             for seed in (args.recipe_seeds if v == RECIPE else [0]):  # seed 0 keeps the plain key
                 jobs.append(job(f"dfdc64/{bb}/{v}" + (f"-s{seed}" if seed else ""), "main", "finetune", "dfdc64",
                                 "dfdc64", bb, v, seed=seed, base=base, mb_blocks=args.mb_blocks, **T, **over))
     for bb in args.backbones:  # the same comparison at the paper's budget (300 epochs, patience 20): a GPU's work
         base, budget = f"dfdc64/{bb}/long/baseline", dict(epochs=args.long_epochs, patience=args.long_patience)
-        jobs.append(job(base, "long", "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb, batch_size=64,
-                        monitor="val_loss", **budget))
+        jobs.append(job(base, "long", "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb,
+                        **baseline, **budget))
         jobs.append(job(f"dfdc64/{bb}/long/{RECIPE}", "long", "finetune", "dfdc64", "dfdc64", bb, RECIPE, base=base,
-                        mb_blocks=args.mb_blocks, batch_size=args.batch_size, freeze_backbone=False,
-                        backbone_lr=args.backbone_lr, cutout=False, **budget))
+                        mb_blocks=args.mb_blocks, **{**T, **budget}, **recipe))
     ab = args.ablation_backbone
     base = f"dfdc64/{ab}/baseline"
     variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
@@ -157,9 +156,8 @@ def recalibrate_job(rec: dict, args) -> dict:
     trained on."""
     out = Path(args.runs) / rec["key"]
     training = json.loads((out / "training.json").read_text())
-    fields = TrainConfig.__dataclass_fields__
-    cfg = TrainConfig(**{**{k: v for k, v in training["train_config"].items() if k in fields},
-                         "data": str(Path(args.data) / rec["dataset"]), "limit": args.limit})
+    cfg = TrainConfig.from_dict({**training["train_config"], "data": str(Path(args.data) / rec["dataset"]),
+                                 "limit": args.limit})
     _, val = load_data(cfg)
     model = load_model(out)
     old = float(model.threshold)
