@@ -23,6 +23,11 @@ def pct(v) -> str:
     return "–" if v is None else f"{100 * v:.2f}"
 
 
+def acc_auroc(t: dict) -> str:
+    """One model's test metrics as the tables' "ACC / AUROC" cell, in %."""
+    return f"{pct(t['acc'])} / {pct(t['auroc'])}"
+
+
 def mean_std(vals) -> str:
     vals = [v for v in vals if v is not None]
     if not vals:
@@ -80,8 +85,8 @@ def seeds_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]:
     for r in rows:
         b, t = base[r["backbone"]], r["test"]
         d_acc, d_auc = 100 * (t["acc"] - b["acc"]), 100 * (t["auroc"] - b["auroc"])
-        lines.append(f"| {r['backbone']} | {r['seed']} | {pct(b['acc'])} / {pct(b['auroc'])} | {pct(t['acc'])} / "
-                     f"{pct(t['auroc'])} | {d_acc:+.2f} / {d_auc:+.2f} | {'yes' if d_acc > 0 and d_auc > 0 else 'no'} |")
+        lines.append(f"| {r['backbone']} | {r['seed']} | {acc_auroc(b)} | {acc_auroc(t)} | {d_acc:+.2f} / {d_auc:+.2f} | "
+                     f"{'yes' if d_acc > 0 and d_auc > 0 else 'no'} |")
     return lines
 
 
@@ -100,7 +105,7 @@ def baseline_seeds_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]
         if len(base) < 2:
             continue
         ours = [r["test"] for r in v[variant]]
-        cells = [f"{pct(base[s]['acc'])} / {pct(base[s]['auroc'])}" if s in base else "–" for s in seeds]
+        cells = [acc_auroc(base[s]) if s in base else "–" for s in seeds]
         above = ours and all(min(t[m] for t in ours) > max(b[m] for b in base.values()) for m in ("acc", "auroc"))
         lines.append(f"| {bb} | " + " | ".join(cells) +
                      f" | {mean_std([b['acc'] for b in base.values()])} / {mean_std([b['auroc'] for b in base.values()])}"
@@ -129,10 +134,9 @@ def budget_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]:
             budgets = [f"{r['train_config']['epochs']}, {r['train_config']['patience']}" for r in pair]
             ours, diff = "not run", "–"
             if f:
-                ours = f"{pct(f['test']['acc'])} / {pct(f['test']['auroc'])}"
+                ours = acc_auroc(f["test"])
                 diff = " / ".join(f"{100 * (f['test'][m] - b['test'][m]):+.2f}" for m in ("acc", "auroc"))
-            lines.append(f"| {bb} | {' / '.join(dict.fromkeys(budgets))} | {pct(b['test']['acc'])} / "
-                         f"{pct(b['test']['auroc'])} | {ours} | {diff} | "
+            lines.append(f"| {bb} | {' / '.join(dict.fromkeys(budgets))} | {acc_auroc(b['test'])} | {ours} | {diff} | "
                          + " / ".join(f"{r['epochs_run']}, {r['best_epoch']}" for r in pair)
                          + f" | {', '.join(sorted({r['device'] for r in pair}))} |")
     return lines if len(lines) > 2 else []
