@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from fdftnet.card import write_model_card
-from fdftnet.checkpoint import load_model, read_resume_progress, save_checkpoint, write_json
+from fdftnet.checkpoint import load_model, save_checkpoint, write_json
 from fdftnet.inference import evaluate
 from fdftnet.metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
 from fdftnet.train import (TrainConfig, TrainingError, finetune, flush_denormals, load_data, load_split, pretrain,
@@ -131,13 +131,11 @@ def run_job(j: dict, args) -> dict:
     test = load_split(TrainConfig(data=common["data"]), "test", args.limit)
     metrics = evaluate(model, test)
     record = json.loads((out / "training.json").read_text())  # written at the best epoch: history stops there
-    progress = read_resume_progress(out)  # every epoch run, across resumes, for the compute time
-    epochs = progress["history"] if progress else record["history"]
     return jsonable({
         **{k: j[k] for k in ("key", "group", "stage", "dataset", "backbone", "variant", "seed", "shots")},
         "base": j["base"], "test": metrics, "best_epoch": done["best_epoch"], "epochs_run": done["epochs_run"],
         "stopped_early": done["stopped_early"], "wall_s": wall, "history": record["history"],
-        "train_seconds": sum(h.get("seconds", 0.0) for h in epochs),
+        "train_seconds": done["train_seconds"],  # every epoch run, across resumes
         "validation": {k: record["validation"].get(k) for k in VAL_KEYS},
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)
         if j["stage"] == "finetune" and not tc.freeze_backbone else None,

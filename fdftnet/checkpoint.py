@@ -120,17 +120,6 @@ def read_resume_state(out_dir: str | Path):
     return None
 
 
-def read_resume_progress(out_dir: str | Path) -> dict | None:
-    """The state dict of the resume state (epoch, best epoch, the history of every epoch run), without loading
-    weights; None when there is none."""
-    for cand in _resume_candidates(out_dir):
-        try:
-            return json.loads((cand / "state.json").read_text())
-        except ValueError:
-            continue
-    return None
-
-
 def _resume_candidates(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     cands = (out_dir / "last.new", out_dir / "last", out_dir / "last.old")  # newest first

@@ -9,7 +9,8 @@ and stopping iteration (or closing the generator) is a clean cancel: the best ch
 
 Events: {"type": "start", ...}, {"type": "step", "epoch", "step", "steps", "loss"},
 {"type": "epoch", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc", "lr", "seconds",
-"improved"}, {"type": "done", "best_epoch", "best", "stopped_early", "out"}.
+"improved"}, {"type": "done", "best_epoch", "best", "stopped_early", "epochs_run",
+"train_seconds" (every epoch run, across resumes), "out"}.
 """
 import math
 import time
@@ -321,7 +322,8 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
             break
     best = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), None)
     yield {"type": "done", "best_epoch": state["best_epoch"], "best": best, "stopped_early": stopped_early,
-           "epochs_run": state["epoch"], "out": str(out)}
+           "epochs_run": state["epoch"], "train_seconds": sum(h["seconds"] for h in state["history"]),
+           "out": str(out)}
 
 
 # ----------------------------------------------------------------------------- stages
