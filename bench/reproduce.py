@@ -220,17 +220,36 @@ def export_default(args, results: Path, key: str, dest: Path = Path("checkpoints
             write_json(out / "eval.json", {**test, "split": "test", "data": job_rec["dataset"], "job": k})
             write_model_card(out, location=str(dest / name))  # the card names where the folder will be
             names[kind] = name
-        for name in names.values():  # swap: old folder aside, new one in, old one removed
-            old = staging / f"{name}.old"
-            if (dest / name).exists():
-                os.replace(dest / name, old)
-            os.replace(staging / name, dest / name)
+        _swap_in(staging, dest, list(names.values()))
     except FileNotFoundError as e:
         raise SystemExit(f"--export-default: {e.filename} is missing; checkpoints/ left as it was") from None
+    except OSError as e:
+        raise SystemExit(f"--export-default: could not move the export into {dest} ({e}); "
+                         f"checkpoints/ left as it was") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     write_json(dest / "default.json", names)
     print(f"exported {names} to {dest}")
+
+
+def _swap_in(staging: Path, dest: Path, names: list[str]) -> None:
+    """Move staging/<name> to dest/<name> for every name, as one step: the folders already there are set aside
+    first and put back if any move fails, so dest ends with all the new folders or all the old ones."""
+    moved = []  # (name, whether an old folder was set aside), in order
+    try:
+        for name in names:
+            had_old = (dest / name).exists()
+            if had_old:
+                os.replace(dest / name, staging / f"{name}.old")
+            moved.append((name, had_old))
+            os.replace(staging / name, dest / name)
+    except OSError:
+        for name, had_old in reversed(moved):
+            if (dest / name).exists() and not (staging / name).exists():
+                os.replace(dest / name, staging / name)  # the new folder out again
+            if had_old:
+                os.replace(staging / f"{name}.old", dest / name)
+        raise
 
 
 def gather(results: Path) -> dict:

@@ -126,6 +126,25 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "checkpoints").rglob("*") if p.is_file()}
     assert after == before
 
+    # an export whose second folder cannot be moved in puts the first one back: the old pair stays, not a mix
+    import bench.reproduce as rp
+    real_replace = rp.os.replace
+
+    def replace(src, dst):  # the new FDFtNet folder (staging/<name>, not <name>.old) cannot be moved in
+        if Path(src).name == "fdftnet-squeezenet-dfdc64" and ".export-" in str(src):
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(rp.os, "replace", replace)
+    with pytest.raises(SystemExit, match="could not move the export"):
+        main(_args(root, tmp_path, "--export-default", "dfdc64/squeezenet/fdftnet-unfrozen"))
+    monkeypatch.setattr(rp.os, "replace", real_replace)
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "checkpoints").rglob("*") if p.is_file()}
+    assert after == before
+    assert main(_args(root, tmp_path, "--export-default", "dfdc64/squeezenet/fdftnet-unfrozen")) == 0
+    ev = json.loads((tmp_path / "checkpoints" / names["fdftnet"] / "eval.json").read_text())
+    assert ev["job"] == "dfdc64/squeezenet/fdftnet-unfrozen"
+
 
 def test_report_tables_group_ablations_by_backbone():
     from bench.report import ablation_table, budget_table, main_table, seeds_table
