@@ -144,14 +144,14 @@ def run_job(j: dict, args) -> dict:
     })
 
 
-def recalibrate_job(rec: dict, args) -> dict:
+def recalibrate_job(rec: dict, args, test_splits: dict) -> dict:
     """A finished job's record with its threshold set by today's rule (metrics.THRESHOLD_RULE).
 
     Training fixes the threshold only when it saves the best epoch and never reads it back, so re-running the job
     would give the same weights and the threshold this computes from the same validation images: the checkpoint
     (threshold and training.json) is rewritten and the test metrics re-evaluated, with no training. The validation
     loss must equal the one training recorded at the best epoch, or the job's data or weights are not what it
-    trained on."""
+    trained on. `test_splits` (data folder -> test split) keeps each dataset's test images decoded across jobs."""
     out = Path(args.runs) / rec["key"]
     training = json.loads((out / "training.json").read_text())
     cfg = TrainConfig.from_dict({**training["train_config"], "data": str(Path(args.data) / rec["dataset"]),
@@ -174,8 +174,10 @@ def recalibrate_job(rec: dict, args) -> dict:
                     recalibrated={"from_threshold": old, "at": time.strftime("%Y-%m-%d %H:%M:%S")})
     save_checkpoint(model, out, extra_json={"training.json": training})
     write_model_card(out)
-    test = load_split(TrainConfig(data=cfg.data), "test", args.limit)
-    return jsonable({**rec, "test": evaluate(model, test), "validation": {k: val_m.get(k) for k in VAL_KEYS},
+    if cfg.data not in test_splits:
+        test_splits[cfg.data] = load_split(TrainConfig(data=cfg.data), "test", args.limit)
+    return jsonable({**rec, "test": evaluate(model, test_splits[cfg.data]),
+                     "validation": {k: val_m.get(k) for k in VAL_KEYS},
                      "threshold_rule": THRESHOLD_RULE, "recalibrated_from": old})
 
 
@@ -313,12 +315,13 @@ def main(argv=None) -> int:
             print(f"{'done' if done else 'todo'}  {j['key']}")
         return 0
     if args.recalibrate:  # every finished job on disk (also those outside today's plan), --match and --only apply
+        test_splits = {}  # each dataset's test split, decoded once
         for path in sorted((results / "jobs").rglob("*.json")):
             rec = json.loads(path.read_text())
             if rec.get("threshold_rule") == THRESHOLD_RULE or not _selected(rec, args):
                 continue
             try:
-                new = recalibrate_job(rec, args)
+                new = recalibrate_job(rec, args, test_splits)
             except (TrainingError, ValueError, FileNotFoundError) as e:
                 print(f"  not recalibrated: {e}", file=sys.stderr)
                 continue
