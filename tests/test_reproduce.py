@@ -1,6 +1,7 @@
 """bench.reproduce end to end on tiny generated data: every job runs, resumes as done, the report matches the JSON."""
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,44 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert stamps == {k: (results / "jobs" / f"{k}.json").stat().st_mtime_ns for k in planned}
     main(_args(root, tmp_path, "--plan"))
     assert all(line.startswith("done") for line in capsys.readouterr().out.splitlines())
+
+    # bench.fewshot_robustness: the k = 4 models on corrupted test images, clean scores as the jobs recorded them
+    from bench.fewshot_robustness import LEVELS
+    from bench.fewshot_robustness import main as robustness_main
+    rob_args = ["--data", str(root), "--runs", str(tmp_path / "runs"), "--results", str(results), "--k", "4"]
+    assert robustness_main([*rob_args, "--kinds", "jpeg,noise"]) == 0
+    rob = json.loads((results / "fewshot_robustness_k4.json").read_text())
+    fewshot = {k: r for k, r in jobs.items() if r["group"] == "fewshot"}
+    assert sorted(rob["models"]) == sorted(fewshot) and rob["n"] == 12 and list(rob["per_model"]) == ["jpeg", "noise"]
+    for key, rec in fewshot.items():
+        for kind in ("jpeg", "noise"):
+            r = rob["per_model"][kind]
+            assert r["levels"] == [None, *LEVELS[kind]] and len(r["auroc"][key]) == len(r["levels"])
+            assert r["auroc"][key][0] == pytest.approx(rec["test"]["auroc"]) and r["acc"][key][0] == pytest.approx(rec["test"]["acc"])
+    assert main(_args(root, tmp_path, "--report-only")) == 0
+    report = (results / "REPORT.md").read_text()
+    head = report.index("### The k = 4 few-shot models under corruption")
+    rows = [line for line in report[head:].splitlines() if line.startswith("| clean |") or line.startswith("| noise 20 |")]
+    full = "gan64/squeezenet/k4/s0/full"
+    assert len(rows) == 4 and f"| {100 * rob['per_model']['noise']['auroc'][full][-1]:.2f} |" in rows[1]
+    assert "The same trained models as above (k = 4, every seed)" in report and "| clean, table above |" not in report
+    with pytest.raises(SystemExit, match="no finished few-shot job with k = 7"):
+        robustness_main([*rob_args, "--k", "7"])
+    # a re-run of the k = 4 jobs elsewhere (another hold-out, so other models): swept, then shown beside the first run
+    shutil.copytree(tmp_path / "runs" / "dfdc64", tmp_path / "runs2" / "dfdc64")
+    rerun = ["--runs", str(tmp_path / "runs2"), "--results", str(tmp_path / "results2")]
+    assert main(_args(root, tmp_path, *rerun, "--only", "fewshot", "--holdout", "3", "--no-report")) == 0
+    assert robustness_main(["--data", str(root), "--k", "4", "--kinds", "jpeg", "--results", str(results),
+                            "--runs", rerun[1], "--records", rerun[3]]) == 0
+    rob = json.loads((results / "fewshot_robustness_k4.json").read_text())
+    second = json.loads((tmp_path / "results2" / "jobs" / f"{full}.json").read_text())["test"]
+    assert rob["records"] == str(tmp_path / "results2" / "jobs") and rob["models"][full]["clean_test"]["acc"] == second["acc"]
+    assert main(_args(root, tmp_path, "--report-only")) == 0
+    report = (results / "REPORT.md").read_text()
+    assert "A re-run of the k = 4 jobs above" in report and "The same trained models" not in report
+    rows = [line for line in report[report.index("### The k = 4"):].splitlines() if line.startswith("| clean")]
+    assert [r.split(" |")[0] for r in rows] == ["| clean, table above", "| clean"] * 2  # AUROC, then ACC
+    assert f"| {100 * fewshot[full]['test']['acc']:.2f} |" in rows[2] and f"| {100 * second['acc']:.2f} |" in rows[3]
 
     # --export-default: the FDFtNet job and its baseline, with test metrics and a card, named in default.json
     monkeypatch.chdir(tmp_path)
