@@ -175,19 +175,18 @@ def fewshot(runs: list[dict]):
     return lines, agg, ks, variants
 
 
-def fewshot_robustness_tables(rob: dict, order: list[str], first: dict) -> list[str]:
+def fewshot_robustness_tables(rob: dict, order: list[str], first: dict | None = None) -> list[str]:
     """bench.fewshot_robustness's sweep as two tables (AUROC, ACC): per method, mean ± sd over its seeds, clean and
-    under each corruption level (the clean row once). `first`: key -> test metrics of the jobs in bench/results/jobs;
-    where the sweep scored other models (a re-run of the jobs), a row "clean, table above" shows those too."""
+    under each corruption level (the clean row once). `first` (key -> test metrics of the jobs in bench/results/jobs),
+    where the sweep scored other models (a re-run of the jobs): a row "clean, table above" shows those too."""
     variant_of = {name: m["variant"] for name, m in rob["models"].items()}
     present = set(variant_of.values())
     variants = [v for v in order if v in present] + sorted(present - set(order))
-    rerun = not same_models(rob, first)
     lines = []
     for metric, name in (("auroc", "AUROC %"), ("acc", "ACC % (each model's calibrated threshold)")):
         lines += [f"**{name}**", "", "| corruption | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
         rows = {}  # label -> variant -> values over seeds
-        if rerun:
+        if first is not None:
             row = rows["clean, table above"] = defaultdict(list)
             for model in rob["models"]:
                 if model in first:
@@ -273,15 +272,16 @@ def render(results: Path) -> Path:
     first = {r["key"]: r["test"] for r in runs}
     for path in sorted(results.glob("fewshot_robustness_k*.json")):
         rob = json.loads(path.read_text())
-        which = (f"The same trained models as above (k = {rob['k']}, every seed)." if same_models(rob, first) else
+        same = same_models(rob, first)
+        which = (f"The same trained models as above (k = {rob['k']}, every seed)." if same else
                  f"A re-run of the k = {rob['k']} jobs above (the same command and seeds; their records in "
                  f"`{rob['records']}`), not the models of the table above: the \"clean\" row is their own score, "
                  f"\"clean, table above\" the first run's.")
         out += [f"### The k = {rob['k']} few-shot models under corruption ({rob['dataset']}/{rob['split']}, "
                 f"{rob['n']:,} images)", "",
-                f"{which} Each is scored by `python -m bench.fewshot_robustness` on corrupted copies of the test split, "
-                f"the same corrupted images for every model; mean ± sd over seeds (`{path.name}`):", ""]
-        out += fewshot_robustness_tables(rob, variants, first)
+                f"{which} Each is scored by `python -m bench.fewshot_robustness` on corrupted copies of the test "
+                f"split, the same corrupted images for every model; mean ± sd over seeds (`{path.name}`):", ""]
+        out += fewshot_robustness_tables(rob, variants, None if same else first)
     out += ["## Compute", "", "Training time of the jobs: the sum of the times of every epoch they ran (`train_seconds`; "
             "across resumes, including the epochs after the best one that early stopping waited through; test "
             "evaluation not included).", ""]

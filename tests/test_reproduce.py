@@ -117,11 +117,12 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
         for kind in ("jpeg", "noise"):
             r = rob["per_model"][kind]
             assert r["levels"] == [None, *LEVELS[kind]] and len(r["auroc"][key]) == len(r["levels"])
-            assert r["auroc"][key][0] == pytest.approx(rec["test"]["auroc"]) and r["acc"][key][0] == pytest.approx(rec["test"]["acc"])
+            assert r["auroc"][key][0] == pytest.approx(rec["test"]["auroc"])
+            assert r["acc"][key][0] == pytest.approx(rec["test"]["acc"])
     assert main(_args(root, tmp_path, "--report-only")) == 0
     report = (results / "REPORT.md").read_text()
     head = report.index("### The k = 4 few-shot models under corruption")
-    rows = [line for line in report[head:].splitlines() if line.startswith("| clean |") or line.startswith("| noise 20 |")]
+    rows = [line for line in report[head:].splitlines() if line.startswith(("| clean |", "| noise 20 |"))]
     full = "gan64/squeezenet/k4/s0/full"
     assert len(rows) == 4 and f"| {100 * rob['per_model']['noise']['auroc'][full][-1]:.2f} |" in rows[1]
     assert "The same trained models as above (k = 4, every seed)" in report and "| clean, table above |" not in report
@@ -135,7 +136,8 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
                             "--runs", rerun[1], "--records", rerun[3]]) == 0
     rob = json.loads((results / "fewshot_robustness_k4.json").read_text())
     second = json.loads((tmp_path / "results2" / "jobs" / f"{full}.json").read_text())["test"]
-    assert rob["records"] == str(tmp_path / "results2" / "jobs") and rob["models"][full]["clean_test"]["acc"] == second["acc"]
+    assert rob["records"] == str(tmp_path / "results2" / "jobs")
+    assert rob["models"][full]["clean_test"]["acc"] == second["acc"]
     assert main(_args(root, tmp_path, "--report-only")) == 0
     report = (results / "REPORT.md").read_text()
     assert "A re-run of the k = 4 jobs above" in report and "The same trained models" not in report
