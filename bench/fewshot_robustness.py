@@ -13,13 +13,13 @@ Nothing is trained. The models are those the few-shot job records in RECORDS/job
 bench/results/jobs, so a sweep over a re-run of the jobs says so and shows both runs' clean scores.
 """
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
 
+from bench.reproduce import gather
 from fdftnet.checkpoint import load_model, write_json
 from fdftnet.robustness import CORRUPTIONS, sweep
 from fdftnet.train import TrainConfig, load_split
@@ -29,8 +29,7 @@ LEVELS = {"jpeg": [90, 70, 50, 30], "blur": [0.5, 1.0, 2.0], "downscale": [2.0, 
 
 def fewshot_jobs(results: Path, k: int) -> list[dict]:
     """The finished few-shot job records with k shots per class, sorted by key."""
-    recs = [json.loads(p.read_text()) for p in sorted((results / "jobs").rglob("*.json"))]
-    return [r for r in recs if r["group"] == "fewshot" and r["shots"] == k]
+    return [r for r in gather(results)["runs"] if r["group"] == "fewshot" and r["shots"] == k]
 
 
 def main(argv=None) -> int:
