@@ -9,6 +9,7 @@ import torch
 
 from .data import ImageSet, decode_all, load_image
 from .metrics import compute_metrics
+from .models import CheckpointError
 
 __all__ = ["to_input", "predict_tensor", "predict_arrays", "predict_files", "predict_imageset", "evaluate"]
 
@@ -51,7 +52,11 @@ def predict_tensor(model, images_uint8: torch.Tensor, batch_size: int = 256, dev
         with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
         out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    p = torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    if not np.isfinite(p).all():  # NaN compares False with every threshold: it would read as "real"
+        raise CheckpointError(f"the model gave NaN or infinite scores for {int((~np.isfinite(p)).sum())} of "
+                              f"{len(p)} images: its weights are broken")
+    return p
 
 
 def predict_arrays(model, arrays: list[np.ndarray] | np.ndarray, **kw) -> np.ndarray:
@@ -82,7 +87,9 @@ def predict_imageset(model, data: ImageSet, **kw) -> np.ndarray:
 
 def evaluate(model, data: ImageSet, threshold: float | None = None, **kw) -> dict:
     """compute_metrics on `data` at the model's calibrated threshold (or the one given)."""
-    p = predict_imageset(model, data, **kw)
     if threshold is None:
         threshold = float(getattr(model, "threshold", torch.tensor(0.5)))
+    if not 0 < threshold < 1:  # also False for NaN
+        raise ValueError(f"threshold {threshold} is not a probability in (0, 1)")
+    p = predict_imageset(model, data, **kw)
     return compute_metrics(data.labels.numpy(), p, threshold=threshold)

@@ -7,6 +7,7 @@ no pickle is ever opened, so a checkpoint from a stranger cannot run code.
     model = FDFtNet.from_pretrained("checkpoints/fdftnet-xception-dfdc")   # or a Hub id
 """
 import json
+import math
 import os
 from pathlib import Path
 
@@ -15,13 +16,18 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors.torch import load_file
 
-__all__ = ["CheckpointError", "HubModel", "FORMAT_VERSION", "read_config", "resolve_file"]
+from ._registry import is_model
+
+__all__ = ["CheckpointError", "HubModel", "FORMAT_VERSION", "MAX_PARAMS", "read_config", "check_config",
+           "resolve_file"]
 
 FORMAT_VERSION = 1  # bump when a config.json written by this version could not be read by an older one
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 REPO_URL = "https://github.com/fdftnet-lab/fdftnet"
 PAPER_URL = "https://doi.org/10.1007/978-3-030-58201-2_28"
+MAX_PARAMS = 100_000_000  # a checkpoint that would build more is refused before anything is allocated
+MAX_CONFIG_BYTES = 64_000  # a real config.json is under 1 kB
 
 
 class CheckpointError(ValueError):
@@ -63,20 +69,117 @@ def resolve_file(
 
 
 def read_config(model_id: str | Path, **hub_kwargs) -> dict:
-    """The parsed config.json of a checkpoint, checked for a known model_type and a readable format."""
+    """The parsed config.json of a checkpoint, every field checked by `check_config` (one-line CheckpointError)."""
     path = resolve_file(model_id, CONFIG_NAME, **hub_kwargs)
     try:
+        if os.path.getsize(path) > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{model_id}: config.json is over {MAX_CONFIG_BYTES:,} bytes: not an fdftnet config")
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack
+        raise CheckpointError(f"{model_id}: config.json is nested too deeply to be an fdftnet config") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{model_id}: config.json is not valid JSON ({e})") from None
+        raise CheckpointError(f"{model_id}: config.json is not valid JSON ({str(e).splitlines()[0]})") from None
     if not isinstance(config, dict) or config.get("model_type") not in ("fdftnet", "baseline"):
         raise CheckpointError(f"{model_id} is not an fdftnet checkpoint (config.json has no fdftnet model_type)")
-    version = config.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    version = config.get("format_version", 1)  # checkpoints older than the field are format 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{model_id}: config.json has format_version {json.dumps(version)}; "
+                              f"it must be a whole number from 1 (this fdftnet reads up to {FORMAT_VERSION})")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{model_id} was written by a newer fdftnet (format {version}); "
                               f"this one reads up to format {FORMAT_VERSION}: upgrade fdftnet")
+    try:
+        check_config(config)
+    except ValueError as e:
+        raise CheckpointError(f"{model_id}: config.json: {e}") from None
     return config
+
+
+# ----------------------------------------------------------------------------------------------
+# config.json fields: a checkpoint may come from a stranger, so every field is checked before anything is built
+
+
+def _int(lo: int, hi: int):
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            return f"a whole number in {lo}..{hi}"
+    return check
+
+
+def _bool(v):
+    if not isinstance(v, bool):
+        return "true or false"
+
+
+def _choice(*names):
+    def check(v):
+        if v not in names:
+            return "one of " + ", ".join(names)
+    return check
+
+
+def _backbone(v):
+    if not isinstance(v, str) or not is_model(v):
+        return "a known backbone name (see `fdftnet models`)"
+
+
+def _ints(lo: int, hi: int, n: int):
+    def check(v):
+        if not isinstance(v, list) or not 1 <= len(v) <= n or any(_int(lo, hi)(c) for c in v):
+            return f"a list of 1..{n} whole numbers in {lo}..{hi}"
+    return check
+
+
+def _floats3(positive: bool):
+    def check(v):
+        if v is None:
+            return None
+        ok = isinstance(v, list) and len(v) == 3 and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and (c > 0 or not positive)
+            for c in v)
+        if not ok:
+            return "null or a list of 3 " + ("positive numbers" if positive else "numbers")
+    return check
+
+
+def _backbone_args(v):
+    """A flat dict of keyword args for the backbone entrypoint: a few scalar entries, e.g. {"drop_rate": 0.2}."""
+    if v is None:
+        return None
+    scalar = lambda x: x is None or isinstance(x, (bool, int, str)) or (  # noqa: E731
+        isinstance(x, float) and math.isfinite(x))
+    if not isinstance(v, dict) or len(v) > 8 or not all(
+            isinstance(k, str) and len(k) <= 64 and scalar(x) and len(str(x)) <= 64 for k, x in v.items()):
+        return "null or a dict of at most 8 name: number/string/bool entries"
+
+
+_ACTS = ("relu", "relu6", "hard_swish", "hswish", "hard_sigmoid", "hsigmoid", "sigmoid", "silu", "identity")
+_COMMON = {"model_type": _choice("fdftnet", "baseline"), "format_version": _int(1, FORMAT_VERSION),
+           "backbone": _backbone, "num_classes": _int(2, 1000), "backbone_args": _backbone_args,
+           "input_size": _int(32, 512), "mean": _floats3(False), "std": _floats3(True)}
+CONFIG_FIELDS = {
+    "baseline": _COMMON,
+    "fdftnet": {**_COMMON, "ftt_stages": _int(0, 8), "ftt_channels": _ints(1, 2048, 8), "ftt_act": _choice(*_ACTS),
+                "use_ftt": _bool, "mb_blocks": _int(0, 16), "mb_expand": _int(1, 4096), "mb_out": _int(1, 2048),
+                "embed_dim": _int(1, 4096), "se_on_expanded": _bool, "freeze_backbone": _bool},
+}
+
+
+def check_config(config: dict) -> None:
+    """Raise ValueError (one line) for an unknown field or a value of the wrong type or range.
+
+    Types are strict: "freeze_backbone": "no" is not a bool and 1e7 is not a channel count. The total
+    parameter count is checked too, by `HubModel.check_size`, before the real model is built."""
+    fields = CONFIG_FIELDS[config.get("model_type")]
+    unknown = sorted(k for k in config if k not in fields)
+    if unknown:
+        raise ValueError(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown[:5]))}")
+    for key, check in fields.items():
+        if key in config and (want := check(config[key])):
+            raise ValueError(f"{key} must be {want}, got {json.dumps(config[key])[:60]}")
+    if (config.get("mean") is None) != (config.get("std") is None):
+        raise ValueError("give both mean and std, or neither")
 
 
 class HubModel(PyTorchModelHubMixin):
@@ -127,10 +230,8 @@ class HubModel(PyTorchModelHubMixin):
         config = read_config(model_id, **hub)
         if config["model_type"] != cls.model_type:
             raise CheckpointError(f"{model_id} holds a {config['model_type']} model, not a {cls.model_type} model")
-        try:
-            model = cls(**model_kwargs)
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{model_id}: config.json has invalid values ({e})") from None
+        cls.check_size(model_kwargs, model_id)
+        model = cls(**model_kwargs)
         weights = resolve_file(model_id, WEIGHTS_NAME, **hub)
         try:
             state = load_file(weights, device=str(map_location))
@@ -141,7 +242,29 @@ class HubModel(PyTorchModelHubMixin):
         except RuntimeError as e:
             first = [line.strip() for line in str(e).splitlines() if line.strip()][:2]
             raise CheckpointError(f"{model_id}: weights do not match config.json ({' '.join(first)[:300]})") from None
+        bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        if bad is not None:  # all-NaN weights would score every image NaN, i.e. "real"
+            raise CheckpointError(f"{model_id}: model.safetensors holds NaN or infinite values (in {bad})")
+        t = float(model.threshold)
+        if not 0 < t < 1:
+            raise CheckpointError(f"{model_id}: its decision threshold {t} is not a probability in (0, 1)")
         return model.eval()
+
+    @classmethod
+    def check_size(cls, kwargs: dict, model_id: str | Path = "model") -> int:
+        """Parameter count of `cls(**kwargs)`, built on the meta device (nothing allocated); CheckpointError
+        when the arguments are refused or the count is over MAX_PARAMS."""
+        try:
+            with torch.device("meta"):
+                probe = cls(**kwargs)
+        except Exception as e:  # noqa: BLE001 - any refusal by a constructor is the config's fault
+            raise CheckpointError(f"{model_id}: config.json has invalid values "
+                                  f"({(str(e).splitlines() or [type(e).__name__])[0][:200]})") from None
+        n = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+        if n > MAX_PARAMS:
+            raise CheckpointError(f"{model_id}: config.json describes a model of {n / 1e6:,.0f}M parameters; "
+                                  f"the limit is {MAX_PARAMS / 1e6:,.0f}M")
+        return n
 
     @torch.inference_mode()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
