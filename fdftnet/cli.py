@@ -5,7 +5,8 @@
     fdftnet finetune --data ../shared/data/dfdc64 --backbone-from runs/sq --out runs/sq-ft --shots 1000
     fdftnet finetune --data my-new-fakes --init-from runs/sq-ft --out runs/sq-ft2 --shots 100
     fdftnet evaluate --model runs/sq-ft --data ../shared/data/dfdc64 --split test --json m.json
-    fdftnet predict --model runs/sq-ft face1.png face2.jpg
+    fdftnet predict face1.png face2.jpg                  # the shipped default model (checkpoints/default.json)
+    fdftnet predict --model runs/sq-ft --json face1.png  # JSON Lines, one object per file
     fdftnet push --model runs/sq-ft --repo-id user/fdftnet-sq --dry-run
     fdftnet pull --repo-id user/fdftnet-sq --out models/sq-ft
 
@@ -15,8 +16,12 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "resolve_model", "shipped_model", "DEFAULT", "DEFAULT_BASELINE"]
+
+DEFAULT, DEFAULT_BASELINE = "default", "default-baseline"  # the lab's names for the two shipped checkpoints
+_KINDS = {DEFAULT: "fdftnet", DEFAULT_BASELINE: "baseline"}
 
 
 def _add_data_args(p: argparse.ArgumentParser, splits: bool = True) -> None:
@@ -53,6 +58,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on GPU")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
+
+
+def _add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT, metavar="NAME",
+                   help=f"{DEFAULT} (the shipped FDFtNet, named in checkpoints/default.json; the default), "
+                        f"{DEFAULT_BASELINE}, a checkpoint folder, or a Hub repo id USER/NAME")
 
 
 def _add_hub_args(p: argparse.ArgumentParser) -> None:
@@ -100,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
 
     p = sub.add_parser("evaluate", help="metrics of a checkpoint on a split")
-    p.add_argument("--model", required=True, metavar="DIR_OR_HUB_ID")
+    _add_model_arg(p)
     _add_data_args(p, splits=False)
     p.add_argument("--split", default="test")
     p.add_argument("--threshold", type=float, help="default: the checkpoint's calibrated threshold")
@@ -109,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hub_args(p)
 
     p = sub.add_parser("predict", help="P(fake) for image files")
-    p.add_argument("--model", required=True, metavar="DIR_OR_HUB_ID")
+    _add_model_arg(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true",
+                   help='JSON Lines on stdout, one object per file: {"file", "faces": [{"box", "score", "p_fake", '
+                        '"fake"}], "message"}')
     p.add_argument("--device", default="auto")
     _add_hub_args(p)
 
@@ -130,6 +144,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR", help="Hub cache directory (default: $HF_HUB_CACHE)")
     p.add_argument("--token", help="for private repos; default: $HF_TOKEN, then `hf auth login`")
     return parser
+
+
+# ----------------------------------------------------------------------------- models by name
+
+def checkpoints_root() -> Path:
+    """The shipped checkpoints: $FDFTNET_CHECKPOINTS, else this repository's checkpoints/, else ./checkpoints."""
+    if os.environ.get("FDFTNET_CHECKPOINTS"):
+        return Path(os.environ["FDFTNET_CHECKPOINTS"])
+    here = Path(__file__).resolve().parents[1] / "checkpoints"  # an editable install (make install) finds it
+    return here if here.is_dir() else Path("checkpoints")
+
+
+def shipped_model(kind: str = "fdftnet") -> Path:
+    """The checkpoint folder that checkpoints/default.json names for `kind` ("fdftnet" or "baseline")."""
+    from .models import CheckpointError
+    root = checkpoints_root()
+    try:
+        name = json.loads((root / "default.json").read_text()).get(kind)
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if not isinstance(name, str) or not name or not (root / name).is_dir():
+        raise CheckpointError(f"no shipped {kind} model: {root / 'default.json'} names no {kind} checkpoint "
+                              f"folder in {root}; pass --model with a checkpoint folder or a Hub repo id")
+    return root / name
+
+
+def resolve_model(name: str | None, revision: str | None = None, cache_dir: str | None = None, **_) -> str:
+    """--model -> what load_model reads, decided here at once and without network: `default` and
+    `default-baseline` are the shipped checkpoints, a folder is itself, a valid Hub repo id (USER/NAME) goes
+    to the Hub (with HF_HUB_OFFLINE set, only to its cache); anything else is a one-line CheckpointError."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from .models import CheckpointError
+    name = (name or DEFAULT).strip()
+    if name in _KINDS:
+        return str(shipped_model(_KINDS[name]))
+    if os.path.isdir(name):
+        return name
+    if os.path.exists(name):
+        raise CheckpointError(f"{name} is a file: --model wants a checkpoint folder (config.json + "
+                              f"model.safetensors), a Hub repo id, {DEFAULT} or {DEFAULT_BASELINE}")
+    head = name.split("/")[0]
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or (head != name and os.path.isdir(head)):
+        raise CheckpointError(f"no checkpoint folder {name!r}")  # a path, not a Hub id: say so, do not ask the Hub
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise CheckpointError(f"{name!r} is neither a checkpoint folder nor a valid Hub repo id (USER/NAME); the "
+                              f"shipped models are {DEFAULT} and {DEFAULT_BASELINE}") from None
+    if constants.HF_HUB_OFFLINE and not isinstance(
+            try_to_load_from_cache(name, "config.json", cache_dir=cache_dir, revision=revision), str):
+        raise CheckpointError(f"{name!r} is not a checkpoint folder and not in the Hub cache, and HF_HUB_OFFLINE "
+                              f"is set (unset it to download)")
+    return name
 
 
 # ----------------------------------------------------------------------------- commands
@@ -215,7 +285,7 @@ def _cmd_evaluate(args) -> int:
     from .metrics import jsonable
     from .train import TrainConfig, load_split
     device = setup(args.device)
-    model = load_model(args.model, device=device, **_hub_kwargs(args))
+    model = load_model(resolve_model(args.model, **_hub_kwargs(args)), device=device, **_hub_kwargs(args))
     cfg = TrainConfig(data=args.data, hf_dataset=args.hf_dataset, image_column=args.image_column,
                       label_column=args.label_column, real_label=args.real_label, fake_label=args.fake_label)
     data = load_split(cfg, args.split, args.limit)
@@ -232,22 +302,54 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .checkpoint import load_model
-    from .data import DataError, load_image
+    from .data import DataError
     from .distributed import setup
-    from .inference import predict_arrays
     device = setup(args.device)
-    model = load_model(args.model, device=device, **_hub_kwargs(args))
+    source = resolve_model(args.model, **_hub_kwargs(args))
+    model = load_model(source, device=device, **_hub_kwargs(args))
     thr = float(model.threshold)
+    if not args.json:  # JSON Lines stay pure JSON: every object says its verdict itself
+        named = args.model if args.model == source else f"{args.model} = {source}"
+        print(f"# model {named} ({model.model_type}, {model.backbone_name}), threshold {thr:.4f}: "
+              f"P(fake) at or above it is fake\nfile\tface\tbox\tscore\tp_fake\tverdict", flush=True)
     status = 0
     for path in args.images:
         try:
-            p = float(predict_arrays(model, [load_image(path)], device=device)[0])
+            record = _score_whole_image(model, path, thr, device)
         except DataError as e:
-            print(f"fdftnet: error: {e}", file=sys.stderr)
+            print(f"fdftnet: error: {e}", file=sys.stderr, flush=True)
             status = 2
-            continue
-        print(f"{path}\t{p:.6f}\t{'fake' if p >= thr else 'real'}", flush=True)
+            if not args.json:
+                continue
+            record = {"file": path, "faces": [], "message": str(e)}
+        print(json.dumps(record) if args.json else _rows(record), flush=True)
     return status
+
+
+def _score_whole_image(model, path: str, thr: float, device) -> dict:
+    """One file scored as one face: the centre square that load_image crops and resizes to 64x64."""
+    from PIL import Image
+
+    from .data import load_image
+    from .inference import predict_arrays
+    p = float(predict_arrays(model, [load_image(path)], device=device)[0])
+    with Image.open(path) as im:  # the header only: the size as load_image saw it, EXIF rotation included
+        w, h = im.size[::-1] if im.getexif().get(0x0112) in (5, 6, 7, 8) else im.size
+    side = min(w, h)
+    x0, y0 = (w - side) // 2, (h - side) // 2
+    face = {"box": [float(x0), float(y0), float(x0 + side), float(y0 + side)], "score": None,
+            "p_fake": round(p, 6), "fake": p >= thr}
+    return {"file": path, "faces": [face], "message": None}
+
+
+def _rows(record: dict) -> str:
+    """A predict record as tab-separated rows, one per face (the header printed before names the columns)."""
+    rows = [f"# {record['file']}: {record['message']}"] if record["message"] else []
+    for i, f in enumerate(record["faces"], 1):
+        box = ",".join(f"{v:.0f}" for v in f["box"])
+        score = "-" if f["score"] is None else f"{f['score']:.3f}"
+        rows.append(f"{record['file']}\t{i}\t{box}\t{score}\t{f['p_fake']:.6f}\t{'fake' if f['fake'] else 'real'}")
+    return "\n".join(rows)
 
 
 def _hub_kwargs(args) -> dict:

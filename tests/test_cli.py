@@ -1,0 +1,150 @@
+"""The `fdftnet predict` front door (#18.3): the shipped default without --model, the names `default` and
+`default-baseline` resolved locally and at once, one clear line for a name that is neither a folder nor a
+valid Hub id (no Hub round trip: checked by counting connection attempts, not by a clock), a header before
+the rows, and `--json` JSON Lines in the shape of issue #19.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import constants
+from PIL import Image
+
+from fdftnet.cli import main, resolve_model
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `bench` without an install
+
+from bench import _hostile as H  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory) -> Path:
+    """A checkpoints/ folder like the repository's: tiny fdftnet/ and baseline/, and default.json naming them."""
+    return H.make_lab_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture
+def offline(monkeypatch, shipped) -> list:
+    """HF_HUB_OFFLINE, FDFTNET_CHECKPOINTS=shipped, and every DNS lookup or connection recorded (and refused)."""
+    tried = []
+
+    def refuse(*args, **kwargs):
+        tried.append(args)
+        raise OSError("network access is disabled in tests")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read once at import
+    monkeypatch.setenv("FDFTNET_CHECKPOINTS", str(shipped))
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return tried
+
+
+def _image(path: Path, w: int = 100, h: int = 60, seed: int = 0) -> str:
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- the shipped default
+
+@pytest.mark.parametrize("argv, folder, kind", [([], "fdftnet", "fdftnet"), (["--model", "default"], "fdftnet", "fdftnet"),
+                                                (["--model", "default-baseline"], "baseline", "baseline")])
+def test_predict_uses_the_shipped_default(offline, shipped, tmp_path, capsys, argv, folder, kind):
+    img = _image(tmp_path / "face.png")
+    assert main(["predict", *argv, "--device", "cpu", img]) == 0
+    head, columns, row = capsys.readouterr().out.splitlines()
+    assert head.startswith("# model ") and f"= {shipped / folder} ({kind}, squeezenet), threshold 0." in head
+    assert columns.split("\t") == ["file", "face", "box", "score", "p_fake", "verdict"]
+    file, face, box, score, p, verdict = row.split("\t")
+    assert (file, face, box, score) == (img, "1", "20,0,80,60", "-") and 0 <= float(p) <= 1  # the centre square
+    assert verdict in ("real", "fake") and offline == []  # nothing asked the Hub
+
+
+def test_default_is_whatever_default_json_names(offline, tmp_path, monkeypatch):
+    root = tmp_path / "ckpts"
+    for name in ("new-fdftnet", "old-fdftnet", "base"):
+        (root / name).mkdir(parents=True)
+    (root / "default.json").write_text(json.dumps({"fdftnet": "new-fdftnet", "baseline": "base"}))
+    monkeypatch.setenv("FDFTNET_CHECKPOINTS", str(root))
+    assert resolve_model("default") == resolve_model(None) == str(root / "new-fdftnet")
+    assert resolve_model("default-baseline") == str(root / "base")
+    (root / "default.json").write_text(json.dumps({"fdftnet": "gone"}))
+    for name in ("default", "default-baseline"):
+        assert main(["predict", "--model", name, _image(tmp_path / "f.png")]) == 2
+
+
+def test_repository_default_json_names_a_shipped_checkpoint(monkeypatch):
+    monkeypatch.delenv("FDFTNET_CHECKPOINTS", raising=False)
+    names = json.loads((ROOT / "checkpoints" / "default.json").read_text())
+    assert resolve_model("default") == str(ROOT / "checkpoints" / names["fdftnet"])
+    assert resolve_model("default-baseline") == str(ROOT / "checkpoints" / names["baseline"])
+
+
+def test_predict_with_no_model_works_offline_from_anywhere(tmp_path):
+    """The real console script, from a folder that has no checkpoints/: the repository's default answers."""
+    img = _image(tmp_path / "face.png", 64, 64)
+    env = {k: v for k, v in os.environ.items() if k != "FDFTNET_CHECKPOINTS"}
+    r = subprocess.run([sys.executable, "-m", "fdftnet", "predict", img], cwd=tmp_path, capture_output=True,
+                       text=True, env=dict(env, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT)), timeout=600)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    head, _, row = r.stdout.splitlines()
+    assert "(fdftnet, " in head and row.startswith(f"{img}\t1\t0,0,64,64\t-\t")
+
+
+# ----------------------------------------------------------------------------- names that are not models
+
+@pytest.mark.parametrize("name, words", [
+    ("checkpoints/<default>", "no checkpoint folder"),  # the README's old placeholder, typed in the repo
+    ("models/<default>", "neither a checkpoint folder nor a valid Hub repo id"),
+    ("my model", "neither a checkpoint folder nor a valid Hub repo id"),
+    ("a/b/c", "no checkpoint folder"),
+    ("./runs/missing", "no checkpoint folder"),
+    ("checkpoints/typo", "no checkpoint folder"),  # checkpoints/ exists here: a path, not a Hub id
+    ("face.png", "is a file"),
+    ("user/not-cached", "not in the Hub cache"),  # a valid id, HF_HUB_OFFLINE set: the cache says no at once
+])
+def test_bad_model_name_is_one_line_at_once(offline, tmp_path, monkeypatch, capsys, name, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    _image(tmp_path / "face.png")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert main(["predict", "--model", name, "face.png"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("fdftnet: error: ") and words in err, err
+    assert offline == []  # no DNS lookup, no connection: so no retries either
+
+
+def test_missing_default_json_is_one_line(offline, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FDFTNET_CHECKPOINTS", str(tmp_path / "empty"))
+    assert main(["predict", _image(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no shipped fdftnet model" in err and "--model" in err
+
+
+# ----------------------------------------------------------------------------- --json
+
+def test_predict_json_lines(offline, shipped, tmp_path, capsys):
+    good = _image(tmp_path / "wide.png", 100, 60)
+    square = _image(tmp_path / "square.png", 64, 64, seed=1)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    assert main(["predict", "--json", "--device", "cpu", good, str(bad), square]) == 2  # one bad file
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines()]  # every line is JSON: no header
+    assert [r["file"] for r in records] == [good, str(bad), square]
+    for r, box in zip(records[::2], ([20.0, 0.0, 80.0, 60.0], [0.0, 0.0, 64.0, 64.0])):
+        assert set(r) == {"file", "faces", "message"} and r["message"] is None
+        (face,) = r["faces"]
+        assert set(face) == {"box", "score", "p_fake", "fake"} and face["box"] == box and face["score"] is None
+        assert 0 <= face["p_fake"] <= 1 and isinstance(face["fake"], bool)
+    thr = float(__import__("fdftnet").load_model(shipped / "fdftnet").threshold)
+    assert all(f["fake"] == (f["p_fake"] >= thr) for r in records for f in r["faces"])
+    assert records[1]["faces"] == [] and "not an image" in records[1]["message"]
+    assert err.count("\n") == 1 and "notes.png" in err
