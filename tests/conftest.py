@@ -1,5 +1,6 @@
-"""Shared fixtures: seeding, tiny synthetic real/fake image folders, tiny models."""
+"""Shared fixtures: seeding, tiny synthetic real/fake image folders, tiny models, a network tripwire."""
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,21 @@ def make_image_folder(root: Path, splits: dict[str, int], size: int = 64, seed: 
                     img = add_upsampling_artefact(img)
                 Image.fromarray(img).save(d / f"{label}_{i:04d}{ext}")
     return root
+
+
+@pytest.fixture
+def network_attempts(monkeypatch) -> list:
+    """Every DNS lookup or connection the test tries, recorded and refused. A test asserts it stays [] to show
+    that an answer is quick because nothing reached for the network (so no retries): a count, not a clock."""
+    tried = []
+
+    def refuse(*args, **kwargs):
+        tried.append(args)
+        raise OSError("network access is disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return tried
 
 
 @pytest.fixture

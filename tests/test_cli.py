@@ -5,7 +5,6 @@ the rows, and `--json` JSON Lines in the shape of issue #19.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,20 +29,12 @@ def shipped(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def offline(monkeypatch, shipped) -> list:
+def offline(monkeypatch, shipped, network_attempts) -> list:
     """HF_HUB_OFFLINE, FDFTNET_CHECKPOINTS=shipped, and every DNS lookup or connection recorded (and refused)."""
-    tried = []
-
-    def refuse(*args, **kwargs):
-        tried.append(args)
-        raise OSError("network access is disabled in tests")
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read once at import
     monkeypatch.setenv("FDFTNET_CHECKPOINTS", str(shipped))
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return tried
+    return network_attempts
 
 
 def _image(path: Path, w: int = 100, h: int = 60, seed: int = 0) -> str:

@@ -114,7 +114,7 @@ def _odd_images(d: Path) -> dict:
             "bomb.png": "too many pixels", "anim.gif": None, "cmyk.jpg": None, "16bit.png": None, "alpha.png": None}
 
 
-def test_bad_inputs_give_one_line_messages(lab, tmp_path):
+def test_bad_inputs_give_one_line_messages(lab, tmp_path, network_attempts):
     from lab import detect
     for name, err in _odd_images(tmp_path).items():
         if err is None:
@@ -125,10 +125,9 @@ def test_bad_inputs_give_one_line_messages(lab, tmp_path):
             assert "\n" not in e.value.message and "Traceback" not in e.value.message
     with pytest.raises(gr.Error, match="no image"):
         detect.detect_image(None, "default")
-    t0 = time.monotonic()
     with pytest.raises(gr.Error, match="nobody/no-such-model"):
         detect.detect_image(lab.real, "nobody/no-such-model")
-    assert time.monotonic() - t0 < 5  # never the 23 s of Hub retries
+    assert network_attempts == []  # never the 23 s of Hub retries: no DNS lookup, no connection (a count, not a clock)
     with pytest.raises(gr.Error, match="no checkpoint directory"):
         detect.detect_image(lab.real, "./no/such/dir")
 
@@ -307,6 +306,6 @@ def test_client_detect_and_streamed_finetune(lab, client):
     assert not long.done()
     long.cancel()
     t0 = time.monotonic()
-    while not long.done() and time.monotonic() - t0 < 30:
+    while not long.done() and time.monotonic() - t0 < 600:  # a hang guard, not a speed bound
         time.sleep(0.1)
     assert long.done() and len(long.outputs()) < 40
