@@ -12,6 +12,8 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	# MTCNN face detector with its weights in the wheel; --no-deps: its metadata pins torch < 2.3, the code runs on 2.14
+	$(BIN)/pip install -q --no-deps facenet-pytorch==2.6.0
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

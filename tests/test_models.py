@@ -12,8 +12,9 @@ from fdftnet.models import FineTuneTransformer
 BACKBONES = list_models()
 
 
-def test_four_backbones_registered():
-    assert set(BACKBONES) == {"shallownetv3", "squeezenet", "resnetv2_50", "xception"}
+def test_paper_backbones_and_pretrained_ones_registered():
+    assert set(BACKBONES) == {"shallownetv3", "squeezenet", "resnetv2_50", "xception", "efficientnet_lite0",
+                              "efficientnet_lite2"}
 
 
 # ----------------------------------------------------------------------------- layers
@@ -144,7 +145,7 @@ EXPECTED_CONFIG = {
     "backbone": "squeezenet", "backbone_args": None, "embed_dim": 576, "format_version": 1,
     "freeze_backbone": True, "ftt_act": "relu", "ftt_channels": [32, 64, 128], "ftt_stages": 3,
     "mb_blocks": 3, "mb_expand": 576, "mb_out": 128, "model_type": "fdftnet", "num_classes": 2,
-    "se_on_expanded": False, "use_ftt": True,
+    "se_on_expanded": False, "use_ftt": True, "input_size": 64, "mean": None, "std": None,
 }
 
 

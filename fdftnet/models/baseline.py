@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from ._hub import PAPER_URL, REPO_URL, HubModel
+from ._preprocess import Preprocess
 from ._registry import create_model
 
 __all__ = ["BaselineDetector"]
@@ -25,7 +26,11 @@ class BaselineDetector(
     pipeline_tag="image-classification",
     tags=["fdftnet", "deepfake-detection", "fake-image-detection", "baseline"],
 ):
-    """A backbone CNN + its classifier head: the paper's "pre-trained model" and its baseline detector."""
+    """A backbone CNN + its classifier head: the paper's "pre-trained model" and its baseline detector.
+
+    `input_size` / `mean` / `std`: how the 64x64 [0, 1] input is resized and normalised before the backbone
+    (64 / none for the paper's backbones; e.g. 128 and ImageNet's for an ImageNet-pretrained one).
+    """
     model_type = "baseline"
 
     def __init__(
@@ -33,9 +38,13 @@ class BaselineDetector(
             backbone: str = "xception",
             num_classes: int = 2,
             backbone_args: dict | None = None,
+            input_size: int = 64,
+            mean: list[float] | None = None,
+            std: list[float] | None = None,
     ):
         super().__init__()
         self.backbone_name = backbone
+        self.preprocess = Preprocess(input_size, mean, std)  # 64x64 [0, 1] -> what the backbone reads
         self.backbone = create_model(backbone, num_classes=num_classes, **(backbone_args or {}))
         # decision threshold on P(fake), calibrated on validation data after training; saved with the weights
         self.register_buffer("threshold", torch.tensor(0.5))
@@ -58,4 +67,4 @@ class BaselineDetector(
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        return self.backbone(self.preprocess(x))

@@ -13,6 +13,7 @@ import torch.nn as nn
 from fdftnet.layers import MBblockV3, SelfAttention2d, SeparableConv2d, create_act_layer
 
 from ._hub import PAPER_URL, REPO_URL, HubModel
+from ._preprocess import Preprocess
 from ._registry import create_model
 
 __all__ = ["FineTuneTransformer", "MBHead", "FDFtNet"]
@@ -115,7 +116,8 @@ class FDFtNet(
 
     Args mirror the paper: `ftt_stages` M (3), `ftt_channels` (32, 64, 128), `mb_blocks` N (2..4).
     `use_ftt=False` / `mb_blocks=0` are the paper's ablations; `se_on_expanded=True` reproduces the authors'
-    SE wiring bug in blocks 2..N.
+    SE wiring bug in blocks 2..N. `input_size` / `mean` / `std` prepare the backbone's input (copied from the
+    baseline by `from_baseline`); the FTT always reads the raw 64x64 image.
     """
     model_type = "fdftnet"
 
@@ -134,6 +136,9 @@ class FDFtNet(
             se_on_expanded: bool = False,
             freeze_backbone: bool = True,
             backbone_args: dict | None = None,
+            input_size: int = 64,
+            mean: list[float] | None = None,
+            std: list[float] | None = None,
     ):
         super().__init__()
         ftt_channels = [int(c) for c in ftt_channels]
@@ -143,6 +148,7 @@ class FDFtNet(
             raise ValueError(f"mb_blocks must be >= 0, got {mb_blocks}")
         self.backbone_name = backbone
         self.freeze_backbone = freeze_backbone
+        self.preprocess = Preprocess(input_size, mean, std)  # for the backbone only: the FTT reads the raw image
         self.backbone = create_model(backbone, num_classes=num_classes, **(backbone_args or {}))
         for name in self.backbone.head_names:  # FDFtNet only uses the feature map: cut the baseline's head
             setattr(self.backbone, name, nn.Identity())
@@ -170,9 +176,9 @@ class FDFtNet(
         x = x.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W) stored NHWC; a no-op if it already is
         if self.freeze_backbone:
             with torch.no_grad():  # no autograd graph through a frozen backbone
-                feats = self.backbone.forward_features(x)
+                feats = self.backbone.forward_features(self.preprocess(x))
         else:
-            feats = self.backbone.forward_features(x)  # (B, C, h, w) at the cut point
+            feats = self.backbone.forward_features(self.preprocess(x))  # (B, C, h, w) at the cut point
         z = self.head(feats)
         if self.ftt is not None:
             z = z + self.ftt(x)
@@ -192,6 +198,9 @@ class FDFtNet(
         kwargs.setdefault("backbone", baseline.backbone_name)
         if cfg.get("backbone_args"):
             kwargs.setdefault("backbone_args", cfg["backbone_args"])
+        for key in ("input_size", "mean", "std"):  # the backbone keeps reading what it was trained on
+            if cfg.get(key) is not None:
+                kwargs.setdefault(key, cfg[key])
         model = cls(**kwargs)
         src = baseline.backbone.state_dict()
         keep = model.backbone.state_dict()

