@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("facenet_pytorch")
@@ -19,9 +20,23 @@ from fdftnet.data import DataError, list_image_folder, load_image  # noqa: E402
 ASTRO_FACE = np.array([182, 62, 267, 175]) / 512  # face box as a fraction of the astronaut picture
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """MTCNN runs many small ops: on a busy CPU, 2+ OpenMP threads made it 10x slower than 1."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
     return skdata.astronaut()
+
+
+@pytest.fixture(scope="module")
+def astro_face(astronaut) -> faces.Face:
+    return faces.find_faces(astronaut).faces[0]
 
 
 def paste(canvas_wh, astronaut, places, fill=128) -> np.ndarray:
@@ -55,8 +70,8 @@ def error_of(fn, *args):
 
 
 def test_two_faces_boxes_and_crops(astronaut):
-    places = [(600, 300, 400), (40, 60, 300)]  # the larger one first in the result
-    res = faces.find_faces(paste((1024, 768), astronaut, places))
+    places = [(380, 40, 400), (20, 60, 300)]  # the larger one first in the result
+    res = faces.find_faces(paste((800, 480), astronaut, places))
     assert res.message is None and not res.is_crop
     assert len(res.faces) == 2
     for face, place in zip(res.faces, places):
@@ -100,8 +115,8 @@ def test_crop_pads_with_edge_pixels():
 # is_face_crop
 
 
-def test_is_face_crop_rule(astronaut):
-    face = faces.find_faces(astronaut).faces[0]
+def test_is_face_crop_rule(astronaut, astro_face):
+    face = astro_face
     assert not faces.is_face_crop(astronaut)  # 512 px square, face 17% of its width: a photo
     assert faces.is_face_crop(face.crop)  # 64 px: small square
     big = np.asarray(Image.fromarray(face.crop).resize((256, 256), Image.Resampling.BICUBIC))
@@ -111,8 +126,8 @@ def test_is_face_crop_rule(astronaut):
     assert not faces.is_face_crop(np.full((100, 160, 3), 90, np.uint8))  # not square
 
 
-def test_crop_input_used_as_is(astronaut):
-    crop = faces.find_faces(astronaut).faces[0].crop
+def test_crop_input_used_as_is(astro_face):
+    crop = astro_face.crop
     res = faces.find_faces(crop)
     assert res.is_crop and len(res.faces) == 1 and res.message == "already a face crop: used as is"
     np.testing.assert_array_equal(res.faces[0].crop, crop)  # 64 px in, the same pixels out
@@ -170,9 +185,9 @@ def test_detector_built_once_across_threads():
 def test_crop_folder_tree(tmp_path, astronaut):
     src, out = tmp_path / "photos", tmp_path / "data"
     (src / "Real").mkdir(parents=True), (src / "fake" / "sub").mkdir(parents=True)
-    Image.fromarray(paste((640, 480), astronaut, [(100, 80, 300)])).save(src / "Real" / "a.jpg")
+    Image.fromarray(paste((400, 300), astronaut, [(100, 20, 250)])).save(src / "Real" / "a.jpg")
     Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(src / "Real" / "blank.png")
-    two = paste((900, 500), astronaut, [(20, 20, 250), (450, 20, 400)])
+    two = paste((640, 400), astronaut, [(10, 20, 220), (260, 10, 380)])
     Image.fromarray(two).save(src / "fake" / "two.png")
     Image.fromarray(astronaut).save(src / "fake" / "sub" / "astro.jpg")
     (src / "fake" / "broken.png").write_bytes(b"garbage")
@@ -184,16 +199,16 @@ def test_crop_folder_tree(tmp_path, astronaut):
     pairs = list_image_folder(out, "finetune")
     assert sorted((p.split("finetune/")[1], y) for p, y in pairs) == [
         ("fake/sub/astro.png", 1), ("fake/two.png", 1), ("real/a.png", 0)]
-    # the largest face of two.png is the 400 px copy on the right: same pixels as its own crop
+    # the largest face of two.png is the 380 px copy on the right: same pixels as its own crop
     want = faces.find_faces(two).faces[0].crop
     np.testing.assert_array_equal(np.asarray(Image.open(out / "finetune" / "fake" / "two.png")), want)
 
 
-def test_crop_folder_keeps_splits(tmp_path, astronaut):
+def test_crop_folder_keeps_splits(tmp_path, astro_face):
     for split in ("train", "test"):
         for c in ("real", "fake"):
             (tmp_path / "src" / split / c).mkdir(parents=True)
-    crop = faces.find_faces(astronaut).faces[0].crop
+    crop = astro_face.crop
     Image.fromarray(crop).save(tmp_path / "src" / "test" / "fake" / "f.png")
     report = faces.crop_folder(tmp_path / "src", tmp_path / "out")
     assert report["counts"] == {"test": {"real": 0, "fake": 1}, "train": {"real": 0, "fake": 0}}
