@@ -64,6 +64,8 @@ def plan(args) -> list[dict]:
                         **baseline, **budget))
         jobs.append(job(f"dfdc64/{bb}/long/{RECIPE}", "long", "finetune", "dfdc64", "dfdc64", bb, RECIPE, base=base,
                         mb_blocks=args.mb_blocks, **{**T, **budget}, **recipe))
+    for bb in args.pretrained_backbones:  # ImageNet-pretrained backbones (EfficientNet-Lite, issue #23)
+        jobs += pretrained_jobs(bb, args)
     ab = args.ablation_backbone
     base = f"dfdc64/{ab}/baseline"
     variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
@@ -96,6 +98,38 @@ def plan(args) -> list[dict]:
             jobs.append(job(f"gan64/{fs}/k{k}/s{seed}/full", "fewshot", "pretrain", "gan64", "gan64", fs,
                             "baseline-full", augment=True, **common, **G))
     return [j for j in jobs if _selected(j, args)]
+
+
+# The plain pretrained fine-tune that issue #23 measured before any FDFtNet work: 128 px, ImageNet mean/std,
+# AdamW 1e-3 one-cycle over 6 epochs, batch 64, flips only. It is both the peer ("reference") and the baseline
+# every FDFtNet of the group is built on.
+PRETRAINED_BASELINE = dict(pretrained=True, input_size=128, optimizer="adamw", lr=1e-3, weight_decay=0.01,
+                           schedule="onecycle", patience=100, batch_size=64, augment=True,
+                           augment_policy="flip", cutout=False, monitor="val_loss")
+
+
+def pretrained_jobs(bb: str, args) -> list[dict]:
+    """dfdc64, pretrained `bb`: the reference fine-tune (= baseline); FDFtNet on it (unfrozen at a low backbone lr,
+    frozen) and the baseline trained on further, all at one fixed one-cycle budget on the finetune split; and a
+    linear probe of the ImageNet features."""
+    g, base = "pretrained", f"dfdc64/{bb}/pretrained/baseline"
+    size = dict(input_size=args.pretrained_size, epochs=args.pretrained_epochs)
+    jobs = [job(base, g, "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb,
+                **{**PRETRAINED_BASELINE, **size})]
+    ft = dict(optimizer="adamw", lr=1e-3, weight_decay=0.01, schedule="onecycle", epochs=args.pretrained_ft_epochs,
+              patience=100, batch_size=64, augment=True, augment_policy="flip", cutout=False, mb_blocks=args.mb_blocks)
+    jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr", g, "finetune", "dfdc64", "dfdc64", bb,
+                    "fdftnet-unfrozen-lowlr", base=base, **ft, freeze_backbone=False, backbone_lr=args.backbone_lr))
+    # the control FDFtNet must beat: the same baseline trained on, at the backbone's lr, on the same finetune split
+    # for the same epochs (more data and more steps, but no FTT / MBblockV3)
+    cont = {k: v for k, v in ft.items() if k != "mb_blocks"} | dict(lr=args.backbone_lr, train_split="finetune")
+    jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-continued", g, "pretrain", "dfdc64", "dfdc64", bb,
+                    "baseline-continued", base=base, backbone_name=bb, **cont))
+    jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-frozen", g, "finetune", "dfdc64", "dfdc64", bb,
+                    "fdftnet-frozen", base=base, **ft))
+    jobs.append(job(f"dfdc64/{bb}/pretrained/linear-probe", g, "pretrain", "dfdc64", "dfdc64", bb, "linear-probe",
+                    backbone_name=bb, head_only=True, **{**PRETRAINED_BASELINE, **size}))
+    return jobs
 
 
 def _selected(j: dict, args) -> bool:
@@ -271,6 +305,12 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="bench/runs", help="checkpoints of every job (large; not committed)")
     ap.add_argument("--results", default="bench/results")
     ap.add_argument("--backbones", type=lambda s: s.split(","), default=BACKBONES)
+    ap.add_argument("--pretrained-backbones", type=lambda s: [b for b in s.split(",") if b],
+                    default=["efficientnet_lite0"],
+                    help="ImageNet-pretrained backbones of the 'pretrained' group")
+    ap.add_argument("--pretrained-size", type=int, default=128, help="their input size (the 64 px crops upsampled)")
+    ap.add_argument("--pretrained-epochs", type=int, default=6, help="their baseline's epochs (one-cycle)")
+    ap.add_argument("--pretrained-ft-epochs", type=int, default=6, help="FDFtNet epochs (one-cycle) on them")
     ap.add_argument("--ablation-backbone", default="shallownetv3")
     ap.add_argument("--ablation-shots", type=_int_list, default=ABLATION_SHOTS,
                     help="fine-tune shot counts per class for the shots ablation (1000, all, is the main run)")
@@ -292,7 +332,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=100, help="gan64: images per class held out for early stopping")
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,long,ablation,fewshot")
+    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,long,pretrained,ablation,fewshot")
     ap.add_argument("--match", type=lambda s: s.split(","), help="only jobs whose key contains one of these")
     ap.add_argument("--plan", action="store_true", help="list the jobs and exit")
     ap.add_argument("--report-only", action="store_true")

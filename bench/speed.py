@@ -37,12 +37,21 @@ from fdftnet import BaselineDetector, FDFtNet, list_models
 from fdftnet.data import AugmentConfig, Batches, ImageSet
 from fdftnet.inference import _cpu_has_bf16, predict_files, predict_tensor, to_input
 from fdftnet.layers import SelfAttention2d
+from fdftnet.models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_PACKAGES
 from fdftnet.train import forward_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "speed.md"  # its tables sit between the markers that docs_markers() names
-DEFAULT_BACKBONE = "shallownetv3"  # the app's default model: FDFtNet on shallownetv3 with mb_blocks=3
+
+
+def _default_backbone() -> str:
+    """The backbone of the shipped default FDFtNet (checkpoints/default.json), whose row the targets are read from."""
+    name = json.loads((ROOT / "checkpoints" / "default.json").read_text())["fdftnet"]
+    return json.loads((ROOT / "checkpoints" / name / "config.json").read_text())["backbone"]
+
+
+DEFAULT_BACKBONE = _default_backbone()
 MB_BLOCKS = 3
 SECTIONS = ("latency", "throughput", "finetune", "fit", "app")
 TARGETS = {  # issue 6, 2-core CPU
@@ -65,7 +74,7 @@ SETTINGS = {  # repetitions: full run / --quick
     "quick": dict(lat_reps=30, tp_reps={1: 20, 32: 2, 256: 1}, ft_steps=4, ft_steps_heavy=1, fit=False,
                   extras=False),
 }
-HEAVY = {"resnetv2_50", "xception"}  # a full CPU epoch of these takes minutes on 2 cores: time a few steps
+HEAVY = {"resnetv2_50", "xception", *PRETRAINED_PACKAGES}  # a full CPU epoch of these takes minutes on 2 cores: time a few steps
 
 
 # ----------------------------------------------------------------------------- machine
@@ -165,10 +174,12 @@ def count_flops(model, device: str) -> int:
 
 def build(kind: str, backbone: str, device: str, frozen: bool = True):
     torch.manual_seed(0)
+    # ImageNet-pretrained backbones as they are trained and shipped: the crops upsampled to 128 px, normalised
+    prep = dict(input_size=128, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)) if backbone in PRETRAINED_PACKAGES else {}
     if kind == "baseline":
-        model = BaselineDetector(backbone)
+        model = BaselineDetector(backbone, **prep)
     else:
-        model = FDFtNet(backbone, mb_blocks=MB_BLOCKS, freeze_backbone=frozen)
+        model = FDFtNet(backbone, mb_blocks=MB_BLOCKS, freeze_backbone=frozen, **prep)
     return model.to(device).eval()
 
 

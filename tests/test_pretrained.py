@@ -120,3 +120,23 @@ def test_pretrained_baseline_trains_with_onecycle_adamw(synthetic_images, tmp_pa
     assert model.backbone_name == "efficientnet_lite0" and model.config["std"] == list(IMAGENET_STD)
     info = __import__("json").loads((tmp_path / "b" / "training.json").read_text())["info"]
     assert info["pretrained"] is True
+
+
+def test_cli_models_says_which_backbones_have_pretrained_weights(capsys):
+    from fdftnet.cli import main as cli_main
+    assert cli_main(["models"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    for name in LITES:
+        assert "ImageNet (installed" in rows[name]
+    assert "none (random init)" in rows["shallownetv3"]
+
+
+def test_cli_pretrain_pretrained_writes_a_loadable_checkpoint(synthetic_images, tmp_path):
+    from fdftnet.cli import main as cli_main
+    out = tmp_path / "lite"
+    assert cli_main(["pretrain", "--data", str(synthetic_images), "--backbone", "efficientnet_lite0", "--pretrained",
+                     "--input-size", "64", "--optimizer", "adamw", "--schedule", "onecycle", "--augment",
+                     "--augment-policy", "flip", "--epochs", "1", "--batch-size", "32", "--limit", "16",
+                     "--precise-bn", "0", "--device", "cpu", "--out", str(out)]) == 0
+    model = load_model(out, expect="baseline")
+    assert model.config["input_size"] == 64 and model.config["mean"] == list(IMAGENET_MEAN)

@@ -23,7 +23,8 @@ def _args(root, tmp_path, *extra):
             "--ablation-shots", "2,4", "--fewshot-k", "4", "--seeds", "0", "--epochs", "1", "--patience", "1", "--holdout", "4",
             "--batch-size", "8", "--fewshot-batch-size", "8", "--mb-blocks", "1", "--device", "cpu", "--recipe-seeds", "0,1",
             "--baseline-seeds", "0,1", "--long-epochs", "1", "--long-patience", "1",
-            *extra]
+            "--pretrained-backbones", "efficientnet_lite0", "--pretrained-size", "64", "--pretrained-epochs", "1",
+            "--pretrained-ft-epochs", "1", *extra]
 
 
 def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsys, monkeypatch):
@@ -35,8 +36,8 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
     # 2 baseline seeds + 4 FDFtNet + the recipe's second seed; long: baseline + recipe; 4 ablations + 2 shot counts;
-    # 6 few-shot methods
-    assert len(planned) == 7 + 2 + 6 + 6
+    # pretrained: baseline, 2 FDFtNets, the continued baseline, linear probe; 6 few-shot methods
+    assert len(planned) == 7 + 2 + 5 + 6 + 6
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -53,6 +54,13 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     low = jobs["dfdc64/squeezenet/fdftnet-unfrozen-lowlr"]["train_config"]
     assert low["freeze_backbone"] is False and low["backbone_lr"] == 1e-4 and low["lr"] == 1e-3
     assert jobs["dfdc64/squeezenet/ablation-no-ftt"]["train_config"]["use_ftt"] is False
+    pre = "dfdc64/efficientnet_lite0/pretrained/"
+    assert jobs[pre + "baseline"]["train_config"]["pretrained"] is True
+    assert jobs[pre + "baseline"]["train_config"]["optimizer"] == "adamw"
+    assert jobs[pre + "fdftnet-unfrozen-lowlr"]["base"] == pre + "baseline"
+    assert jobs[pre + "linear-probe"]["train_config"]["head_only"] is True
+    cont = jobs[pre + "baseline-continued"]["train_config"]
+    assert cont["init_from"].endswith(pre + "baseline") and cont["train_split"] == "finetune" and cont["lr"] == 1e-4
     for seed, key in ((0, "fdftnet-unfrozen-lowlr-no-cutout"), (1, "fdftnet-unfrozen-lowlr-no-cutout-s1")):
         both = jobs[f"dfdc64/squeezenet/{key}"]
         assert both["seed"] == both["train_config"]["seed"] == seed and both["group"] == "main"
