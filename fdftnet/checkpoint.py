@@ -106,21 +106,33 @@ def read_resume_state(out_dir: str | Path):
     """(state dict, weights dict, optimizer/scheduler dict) from OUT/last, or None when there is none.
 
     A kill during `save_resume_state` leaves either last/, or last.old/ and a complete last.new/: the newest
-    complete one wins
-    (last.new holds state.json only once it is complete). optimizer.pt is our own file but is still read with weights_only=True (no pickle code).
+    complete one wins (last.new holds state.json only once it is complete). A last/ that exists but cannot be
+    read is a CheckpointError, never a silent restart from epoch 1. optimizer.pt is our own file but is still
+    read with weights_only=True (no pickle code).
     """
+    out_dir = Path(out_dir)
+    problems = []
     for cand in _resume_candidates(out_dir):
         try:
             state = json.loads((cand / "state.json").read_text())
             weights = load_file(str(cand / "model.safetensors"))
             opt = torch.load(cand / "optimizer.pt", map_location="cpu", weights_only=True)
-        except Exception:  # a half-written candidate: try the next one
+            if not isinstance(state, dict) or not isinstance(opt, dict):
+                raise ValueError("state.json or optimizer.pt holds the wrong kind of value")
+        except Exception as e:  # noqa: BLE001 - a half-written candidate: try the next one
+            problems.append(f"{cand.name}/: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}")
             continue
         return state, weights, opt
+    # a last.new/ alone is a first save cut short (nothing to resume); a last/ or last.old/ was complete once
+    if (out_dir / "last").is_dir() or (out_dir / "last.old").is_dir():
+        why = next((p for p in problems if not p.startswith("last.new")),
+                   "last/ has no state.json or model.safetensors, or cannot be listed")
+        raise CheckpointError(f"{out_dir}: cannot resume, its resume state is unreadable ({why}); "
+                              f"move last/ away to start again from epoch 1, or pass --overwrite")
     return None
 
 
-def _resume_candidates(out_dir: str | Path) -> list[Path]:
-    out_dir = Path(out_dir)
+def _resume_candidates(out_dir: Path) -> list[Path]:
     cands = (out_dir / "last.new", out_dir / "last", out_dir / "last.old")  # newest first
-    return [c for c in cands if (c / "state.json").exists() and (c / "model.safetensors").exists()]
+    # os.path.exists, not Path.exists: an unreadable folder is "not there", and is then reported above
+    return [c for c in cands if os.path.exists(c / "state.json") and os.path.exists(c / "model.safetensors")]

@@ -22,6 +22,7 @@ from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, HFValida
 from huggingface_hub.utils import validate_repo_id
 
 from .card import ROC_NAME, render_model_card, render_roc
+from .checkpoint import load_model
 from .models import CheckpointError, read_config
 from .models._hub import CONFIG_NAME, WEIGHTS_NAME, resolve_file
 
@@ -139,6 +140,7 @@ def plan_operations(model_dir: str | Path, repo_id: str | None = None) -> list[C
     read_config(model_dir)  # model_type and format_version checked: refuse anything else
     if not (model_dir / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"{model_dir} is not an fdftnet checkpoint: it has no {WEIGHTS_NAME}")
+    load_model(model_dir)  # the weights must load (shapes, finite values, threshold) before anything is sent
     roc = render_roc(model_dir)
     ops = []
     for name in PUSH_FILES:

@@ -52,8 +52,14 @@ def predict_tensor(model, images_uint8: torch.Tensor, batch_size: int = 256, dev
         with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
         out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
-    p = torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
-    if not np.isfinite(p).all():  # NaN compares False with every threshold: it would read as "real"
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def _finite(p: np.ndarray) -> np.ndarray:
+    """Scores for a verdict: NaN compares False with every threshold, so it would read as "real".
+
+    (predict_tensor itself returns NaN as it is: training reports a diverged model in its own words.)"""
+    if not np.isfinite(p).all():
         raise CheckpointError(f"the model gave NaN or infinite scores for {int((~np.isfinite(p)).sum())} of "
                               f"{len(p)} images: its weights are broken")
     return p
@@ -68,7 +74,7 @@ def predict_arrays(model, arrays: list[np.ndarray] | np.ndarray, **kw) -> np.nda
         batch = batch.copy()  # torch.from_numpy wants a writeable, contiguous array
     # a permuted view, no copy: (B, 3, H, W) laid out NHWC, i.e. already channels-last
     x = torch.from_numpy(batch).permute(0, 3, 1, 2)
-    return predict_tensor(model, x, **kw)
+    return _finite(predict_tensor(model, x, **kw))
 
 
 def predict_files(model, paths, size: int = 64, **kw) -> np.ndarray:
@@ -82,7 +88,7 @@ def predict_files(model, paths, size: int = 64, **kw) -> np.ndarray:
 
 
 def predict_imageset(model, data: ImageSet, **kw) -> np.ndarray:
-    return predict_tensor(model, data.images, **kw)
+    return _finite(predict_tensor(model, data.images, **kw))
 
 
 def evaluate(model, data: ImageSet, threshold: float | None = None, **kw) -> dict:

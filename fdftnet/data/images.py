@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Sequence, Union
 
@@ -19,11 +21,16 @@ import torch
 from PIL import Image, ImageOps
 
 __all__ = [
-    "DataError", "MAX_PIXELS", "MIN_SIDE", "IMAGE_EXTENSIONS",
+    "DataError", "BudgetError", "DecodeBudget", "charge_headers", "MAX_PIXELS", "MIN_SIDE", "IMAGE_EXTENSIONS",
     "load_image", "decode_all", "to_uint8_tensor", "to_float", "to_tensor",
 ]
 
 MAX_PIXELS = 40_000_000  # decompression-bomb limit, checked on the header size before any decoding
+# A JPEG whose header claims more pixels than its data holds decodes without an error: libjpeg fills the
+# missing blocks with mid-grey (all-zero coefficients). Baseline and progressive JPEGs spend >= 1 bit per 8x8
+# luma block, so under 1/2048 byte per pixel (4x margin) the header lies; under 1/64 (any photo has more),
+# a bottom-right corner of exactly (128, 128, 128) is that fill, not picture.
+JPEG_MIN_BYTES_PER_PX, JPEG_SPARSE_BYTES_PER_PX = 1 / 2048, 1 / 64
 MIN_SIDE = 8  # smaller images hold no face worth classifying (1x1 "images" are usually trackers)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Only these PIL decoders may run. This keeps out formats with risky or external decoders
@@ -39,6 +46,34 @@ class DataError(ValueError):
     """Bad input data (unreadable image, wrong folder layout, unknown label). One-line message."""
 
 
+class BudgetError(DataError):
+    """A request asked for more decoding than its DecodeBudget allows; the whole request stops."""
+
+
+class DecodeBudget:
+    """What one server request may decode: pixels per image, pixels and images in all (thread-safe).
+
+    A small upload can hold a big image (a 0.5 kB zipped PNG decodes to 40 Mpx), so a public server gives
+    each request one of these: `load_image(..., budget=b)` refuses an image over `max_pixels` before decoding
+    it, and raises BudgetError once the request's images or decoded pixels pass their totals.
+    """
+
+    def __init__(self, max_pixels: int = 16_000_000, total_pixels: int = 64_000_000, max_images: int = 500):
+        self.max_pixels, self.total_pixels, self.max_images = max_pixels, total_pixels, max_images
+        self.pixels = self.images = 0
+        self._lock = threading.Lock()
+
+    def charge(self, name: str, pixels: int) -> None:
+        with self._lock:
+            self.images += 1
+            self.pixels += pixels
+            if self.images > self.max_images:
+                raise BudgetError(f"{name}: more than {self.max_images} images in one request; send fewer at a time")
+            if self.pixels > self.total_pixels:
+                raise BudgetError(f"{name}: this request's images add up to more than "
+                                  f"{self.total_pixels / 1e6:g} Mpx; send fewer or smaller images at a time")
+
+
 # ----------------------------------------------------------------------------------------------
 # decoding
 
@@ -52,7 +87,8 @@ def _describe(src) -> str:
     return str(getattr(src, "name", "") or "<bytes>")
 
 
-def load_image(src: ImageSource, size: int = 64, name: str | None = None) -> np.ndarray:
+def load_image(src: ImageSource, size: int = 64, name: str | None = None,
+               budget: DecodeBudget | None = None) -> np.ndarray:
     """Decode `src` into a (size, size, 3) uint8 RGB array, or raise DataError naming the source.
 
     Args:
@@ -60,24 +96,29 @@ def load_image(src: ImageSource, size: int = 64, name: str | None = None) -> np.
         size: output side; non-square images are centre-cropped to a square first, then resized
             with PIL's antialiased bicubic filter. Images already size x size are not resampled.
         name: what to call `src` in error messages (default: its path or file name).
+        budget: a server request's DecodeBudget (lower per-image cap, totals per request); None: MAX_PIXELS only.
     Steps: header-only open (formats restricted to `_FORMATS`), size checks against MIN_SIDE and
     MAX_PIXELS *before* decoding, full decode of the first frame (truncated/corrupt data fails
     here), EXIF orientation, conversion of every mode to RGB (alpha composited on black),
     crop + resize.
     """
     name = name or _describe(src)
+    nbytes = None
     if isinstance(src, Image.Image):
-        return _decode(src, size, name)
+        return _decode(src, size, name, budget)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        if len(src) == 0:
-            raise DataError(f"{name}: empty file (0 bytes)")
         src = io.BytesIO(bytes(src))
+        nbytes = len(src.getbuffer())
     elif isinstance(src, (str, os.PathLike)):
         try:
-            if os.path.getsize(src) == 0:
-                raise DataError(f"{name}: empty file (0 bytes)")
+            st = os.stat(src)
         except OSError as e:
             raise DataError(f"{name}: cannot read file ({e.strerror or e})") from None
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the open; /dev/zero never ends
+            raise DataError(f"{name}: not a regular file")
+        nbytes = st.st_size
+    if nbytes == 0:
+        raise DataError(f"{name}: empty file (0 bytes)")
     try:
         img = Image.open(src, formats=_FORMATS)  # lazy: reads the header only
     except Image.DecompressionBombError:
@@ -87,7 +128,7 @@ def load_image(src: ImageSource, size: int = 64, name: str | None = None) -> np.
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{name}: not an image ({_reason(e)})") from None
     with img:
-        return _decode(img, size, name)
+        return _decode(img, size, name, budget, nbytes)
 
 
 def _reason(e: BaseException) -> str:
@@ -96,13 +137,52 @@ def _reason(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def _decode(img: Image.Image, size: int, name: str) -> np.ndarray:
-    """Check, fully decode, orient, convert and resize an opened (maybe not yet loaded) image."""
+def _plan(img: Image.Image, size: int, name: str, budget: DecodeBudget | None, nbytes: int | None) -> bool:
+    """Header checks, JPEG draft (DCT scaling) and the budget charge, all before decoding a pixel.
+
+    Returns True for a JPEG with few bytes per pixel (checked for libjpeg's grey fill once decoded)."""
     w, h = img.size
     if w * h > MAX_PIXELS:  # our own check: PIL's warning threshold (89M) is higher and only warns
         raise DataError(f"{name}: too many pixels ({w}x{h} > {MAX_PIXELS:,})")
     if min(w, h) < MIN_SIDE:
         raise DataError(f"{name}: image too small ({w}x{h}; need at least {MIN_SIDE}x{MIN_SIDE})")
+    sparse = False
+    if img.format == "JPEG":
+        if nbytes is not None and nbytes < w * h * JPEG_MIN_BYTES_PER_PX:  # libjpeg would fill the rest with grey
+            raise DataError(f"{name}: corrupt or truncated image (the header says {w}x{h}, "
+                            f"but {nbytes:,} bytes cannot hold that many pixels)")
+        sparse = nbytes is not None and nbytes < w * h * JPEG_SPARSE_BYTES_PER_PX
+        if min(w, h) >= 8 * size:  # decode at 1/2..1/8 scale in the DCT: a 12 Mpx photo costs 0.2 Mpx
+            img.draft(None, (4 * size, 4 * size))  # still >= 4x the output side: the resize antialiases
+            w, h = img.size
+    if budget is not None:
+        if w * h > budget.max_pixels:
+            raise BudgetError(f"{name}: too many pixels for this server ({w}x{h} > {budget.max_pixels:,})")
+        budget.charge(name, w * h)
+    return sparse
+
+
+def charge_headers(paths: Sequence, budget: DecodeBudget, size: int = 64) -> None:
+    """Charge `budget` for decoding `paths` (headers only: fast); BudgetError names the first file over it.
+
+    For uploads decoded later by code that takes no budget (a fine-tune's image folders). Files that are
+    not images are left for that decoder to report."""
+    for p in paths:
+        try:
+            with Image.open(p, formats=_FORMATS) as img:
+                _plan(img, size, os.path.basename(p), budget, os.path.getsize(p))
+        except BudgetError:
+            raise
+        except Exception:  # noqa: BLE001 - not an image (or a lying one): the real decode says why
+            continue
+
+
+def _decode(img: Image.Image, size: int, name: str, budget: DecodeBudget | None = None,
+            nbytes: int | None = None) -> np.ndarray:
+    """Check, fully decode, orient, convert and resize an opened (maybe not yet loaded) image."""
+    header = f"{img.size[0]}x{img.size[1]}"
+    sparse = _plan(img, size, name, budget, nbytes)
+    w, h = img.size
     try:
         if img.tell() != 0:  # animated GIF/WebP/APNG/TIFF: first frame (n_frames would scan it all)
             img.seek(0)
@@ -111,6 +191,9 @@ def _decode(img: Image.Image, size: int, name: str) -> np.ndarray:
         raise DataError(f"{name}: too many pixels (decompression-bomb limit)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise DataError(f"{name}: corrupt or truncated image ({_reason(e)})") from None
+    if sparse and img.mode in ("RGB", "L") and (
+            np.asarray(img.crop((w - 4, h - 4, w, h))) == 128).all():
+        raise DataError(f"{name}: corrupt or truncated image (the header says {header}, but the data ends early)")
     try:
         oriented = ImageOps.exif_transpose(img)  # a copy; the EXIF orientation tag is applied
     except Exception:  # noqa: BLE001 - malformed EXIF is common and harmless: keep pixels as stored
