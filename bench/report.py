@@ -157,7 +157,7 @@ def pretrained_table(runs: list[dict]) -> list[str]:
     lines = ["| backbone | variant | input px | trained on | epochs run | test ACC | test AUROC | seeds | training time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for bb in sorted(by):
-        for v in sorted(by[bb], key=lambda v: PRETRAINED_ORDER.index(v) if v in PRETRAINED_ORDER else 99):
+        for v in sorted(by[bb], key=lambda v: (PRETRAINED_ORDER.index(v) if v in PRETRAINED_ORDER else 99, v)):
             rs = by[bb][v]
             tc = rs[0]["train_config"]
             size = tc.get("input_size") or "–"

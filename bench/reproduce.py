@@ -130,6 +130,9 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
                     "fdftnet-frozen", base=base, **ft))
     jobs.append(job(f"dfdc64/{bb}/pretrained/linear-probe", g, "pretrain", "dfdc64", "dfdc64", bb, "linear-probe",
                     backbone_name=bb, head_only=True, **{**PRETRAINED_BASELINE, **size}))
+    for px in args.pretrained_size_ablation:  # what the input resolution buys: the same baseline at other sizes
+        jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-{px}px", g, "pretrain", "dfdc64", "dfdc64", bb,
+                        f"baseline-{px}px", backbone_name=bb, **{**PRETRAINED_BASELINE, **size, "input_size": px}))
     return jobs
 
 
@@ -311,6 +314,8 @@ def main(argv=None) -> int:
                     help="ImageNet-pretrained backbones of the 'pretrained' group")
     ap.add_argument("--pretrained-size", type=int, default=128, help="their input size (the 64 px crops upsampled)")
     ap.add_argument("--pretrained-epochs", type=int, default=6, help="their baseline's epochs (one-cycle)")
+    ap.add_argument("--pretrained-size-ablation", type=lambda s: [int(k) for k in s.split(",") if k], default=[64, 224],
+                    help="the baseline again at these input sizes")
     ap.add_argument("--pretrained-ft-epochs", type=int, default=6, help="FDFtNet epochs (one-cycle) on them")
     ap.add_argument("--ablation-backbone", default="shallownetv3")
     ap.add_argument("--ablation-shots", type=_int_list, default=ABLATION_SHOTS,
