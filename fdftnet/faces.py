@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 from .data import images
 from .data.folders import _image_files, _subdirs
-from .data.images import MAX_PIXELS, MIN_SIDE, DataError, ImageSource
+from .data.images import MIN_SIDE, DataError, ImageSource
 
 __all__ = [
     "Face", "FaceResult", "FaceError", "FRAMING", "find_faces", "largest_face", "is_face_crop",
@@ -269,39 +269,31 @@ def largest_face(image: np.ndarray, min_size: int = MIN_FACE) -> tuple[Face, Fac
 def load_photo(src: ImageSource, name: str | None = None) -> np.ndarray:
     """Decode a photo at full size into (H, W, 3) uint8, or raise DataError naming it.
 
-    The guarded path of `data.images.load_image` (format whitelist, MAX_PIXELS and MIN_SIDE checked on
-    the header, full decode, EXIF orientation, every mode to RGB) without its square crop and resize.
-    Any failure is handed to load_image itself, so the one-line messages are exactly its own.
+    `data.images.load_image` checks the file first, with every guard and one-line message it has
+    (format whitelist, size limits from the header, truncated or lying files, FIFOs); it decodes big
+    JPEGs at a reduced DCT scale, so that check is cheap. The photo is then decoded again without
+    load_image's square crop and resize, EXIF orientation and RGB conversion as there.
     """
-    # TODO(lead): a `size=None` mode in load_image (no crop, no resize) would make this one call.
+    # TODO(lead): a `size=None` mode in load_image (no crop, no resize) would make this one decode.
     name = name or images._describe(src)
+    if hasattr(src, "read"):  # a file object is read once, then decoded twice from memory
+        src = src.read()
     if isinstance(src, (bytes, bytearray, memoryview)):
-        src = io.BytesIO(bytes(src))
-    start = src.tell() if hasattr(src, "seek") else None
-
-    def refuse():  # load_image raises the DataError this source deserves
-        if start is not None:
-            src.seek(start)
-        images.load_image(src, size=CROP_SIZE, name=name)
-        raise DataError(f"{name}: not an image")  # not reached: load_image refused it above
-
+        src = bytes(src)
+    images.load_image(src, size=CROP_SIZE, name=name)  # raises the DataError this source deserves
     try:
-        img = src if isinstance(src, Image.Image) else Image.open(src, formats=images._FORMATS)
-        w, h = img.size
-        if w * h > MAX_PIXELS or min(w, h) < MIN_SIDE:
-            refuse()
-        if img.tell() != 0:  # animated: first frame, as load_image
+        img = src if isinstance(src, Image.Image) else Image.open(
+            io.BytesIO(src) if isinstance(src, bytes) else src, formats=images._FORMATS)
+        if img.tell() != 0:  # animated: the first frame, as load_image
             img.seek(0)
         img.load()
         try:
             img = ImageOps.exif_transpose(img)
-        except Exception:  # noqa: BLE001 - malformed EXIF: keep pixels as stored, as load_image
+        except Exception:  # noqa: BLE001 - malformed EXIF: pixels as stored, as load_image
             pass
         return images._to_rgb(img)
-    except DataError:
-        raise
-    except Exception:  # noqa: BLE001 - every decoding failure gets load_image's own message
-        refuse()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise DataError(f"{name}: corrupt or truncated image ({images._reason(e)})") from None
 
 
 def _class_dirs(src: str, split: str) -> dict[tuple[str, str], str]:

@@ -4,6 +4,7 @@ Real faces come from skimage.data.astronaut() (512x512, public domain; its face 
 (182, 62, 267, 175)) pasted into larger canvases. MTCNN's weights ship inside facenet-pytorch.
 """
 import io
+import os
 import threading
 
 import numpy as np
@@ -169,6 +170,10 @@ def test_load_photo_full_size_and_load_image_errors(tmp_path):
         assert ours is not None and ours == theirs  # load_image's own one-line message
     with pytest.raises(DataError, match="cannot read file"):
         faces.load_photo(tmp_path / "missing.jpg")
+    os.mkfifo(tmp_path / "fifo.jpg")  # would block a plain open()
+    with pytest.raises(DataError, match="not a regular file"):
+        faces.load_photo(tmp_path / "fifo.jpg")
+    np.testing.assert_array_equal(faces.load_photo(io.BytesIO(png_bytes(arr))), arr)  # file object
 
 
 def test_detector_built_once_across_threads():
