@@ -33,7 +33,9 @@ def grad_cam(model, x: torch.Tensor) -> torch.Tensor:
     """(B, h, w) Grad-CAM of the fake-minus-real logit on the backbone's feature map, for x (B, 3, H, W) float."""
     model.eval()
     with torch.inference_mode(False), torch.enable_grad():
-        feats = model.backbone.forward_features(x).detach().requires_grad_(True)  # (B, C, h, w)
+        prep = getattr(model, "preprocess", None)  # the backbone reads the resized, normalised image
+        feats = model.backbone.forward_features(prep(x) if prep is not None else x)
+        feats = feats.detach().requires_grad_(True)  # (B, C, h, w)
         if hasattr(model, "head"):  # FDFtNet: MBblockV3 head (+ FTT) then fc
             z = model.head(feats)
             if getattr(model, "ftt", None) is not None:

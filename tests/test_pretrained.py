@@ -140,3 +140,22 @@ def test_cli_pretrain_pretrained_writes_a_loadable_checkpoint(synthetic_images, 
                      "--precise-bn", "0", "--device", "cpu", "--out", str(out)]) == 0
     model = load_model(out, expect="baseline")
     assert model.config["input_size"] == 64 and model.config["mean"] == list(IMAGENET_MEAN)
+
+
+@pytest.mark.parametrize("feature_blocks", [None, 5])
+def test_heatmaps_and_head_of_a_lite_baseline(feature_blocks):
+    from fdftnet.explain import grad_cam, heatmap
+    torch.manual_seed(0)
+    args = {"feature_blocks": feature_blocks} if feature_blocks else None
+    model = BaselineDetector(backbone="efficientnet_lite0", backbone_args=args, input_size=96, **IMNET).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # forward = the head applied to the cut-point features, whatever the cut
+        feats = model.backbone.forward_features(model.preprocess(x))
+        assert torch.allclose(model(x), model.backbone.forward_head(feats), atol=1e-5)
+    cam = grad_cam(model, x)
+    assert cam.shape == feats.shape[:1] + feats.shape[2:] and torch.isfinite(cam).all()
+    arrays = (torch.rand(2, 64, 64, 3) * 255).to(torch.uint8).numpy()
+    heat, method = heatmap(model, arrays)
+    assert heat.shape == (2, 64, 64) and method == "Grad-CAM"
+    heat, method = heatmap(FDFtNet.from_baseline(model, mb_blocks=1).eval(), arrays)
+    assert heat.shape == (2, 64, 64) and method == "FTT attention"

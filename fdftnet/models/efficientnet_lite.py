@@ -75,9 +75,18 @@ class EfficientNetLite(nn.Module):
             x = stage(x)
         return x
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The feature map at the cut point -> logits (or the pooled 1280-d vector with pre_logits)."""
+        b = self.body
+        if self.feature_blocks is not None:  # the stages after the cut, then conv_head
+            for stage in b.blocks[self.feature_blocks:]:
+                x = stage(x)
+            x = b.bn2(b.conv_head(x))
+        x = b.forward_head(x, pre_logits=True)  # (B, 1280): global pool
+        return x if pre_logits else self.fc(self.head_drop(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.body.forward_head(self.body.forward_features(x), pre_logits=True)  # (B, 1280) pooled
-        return self.fc(self.head_drop(x))
+        return self.forward_head(self.forward_features(x))
 
 
 def has_pretrained(name: str) -> bool:
