@@ -195,7 +195,8 @@ def main() -> None:
     cands = fit(box, lm, FACE, true_c)
     best = max(cands, key=lambda k: cands[k]["iou_median"])
     y = labels[found]
-    per_class = {c: fit(box[y == i], lm[y == i], FACE, true_c)[best] for i, c in enumerate(("real", "fake"))}
+    per_class = {c: fit(box[y == i], lm[y == i], FACE, true_c)[best]
+                 for i, c in enumerate(("real", "fake"))}
     fill = (box[:, 2] - box[:, 0]) / FACE  # box width / crop width
     big = np.stack([np.asarray(Image.fromarray(c).resize((FACE, FACE), Image.Resampling.BICUBIC))
                     for c in crops[: min(200, len(crops))]])

@@ -88,6 +88,8 @@ def test_two_faces_boxes_and_crops(astronaut):
 def test_blank_photo_no_face():
     res = faces.find_faces(np.full((480, 640, 3), 200, np.uint8))
     assert res.faces == [] and res.message == "no face found" and not res.is_crop
+    # a min_size larger than the photo: no detector run, the same answer
+    assert faces.find_faces(np.full((300, 400, 3), 200, np.uint8), min_size=500).message == "no face found"
 
 
 def test_tiny_face_ignored_and_said(astronaut):
