@@ -14,11 +14,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import roc_auc_score
 
 from fdftnet import load_model
 from fdftnet.data import load_image_folder
-from fdftnet.inference import predict_imageset
+from fdftnet.inference import predict_imageset, predict_tensor
 
 
 def _acc(y: np.ndarray, p: np.ndarray, threshold: float) -> float:
@@ -54,19 +55,26 @@ def main(argv=None) -> int:
     ap.add_argument("--b", required=True, nargs="+", help="models compared with it")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--limit", type=int, help="at most N images per class (smoke runs)")
+    ap.add_argument("--b-flip", action="store_true",
+                    help="score each B as the mean P(fake) of an image and its mirror image (test-time flip; B may "
+                         "then be A itself); B's threshold stays its calibrated one")
     ap.add_argument("--save", help="also write the JSON here")
     args = ap.parse_args(argv)
     data = load_image_folder(args.data, args.split, limit=args.limit)
     y = data.labels.numpy()
 
-    def score(path):
+    def score(path, flip=False):
         model = load_model(path)
-        return predict_imageset(model, data), float(model.threshold)
+        p = predict_imageset(model, data)
+        if flip:
+            p = (p + predict_tensor(model, torch.flip(data.images, dims=[3]))) / 2
+        return p, float(model.threshold)
 
     pa, ta = score(args.a)
-    result = {"data": args.data, "split": args.split, "a": args.a, "samples": args.samples, "b": {}}
+    result = {"data": args.data, "split": args.split, "a": args.a, "samples": args.samples, "b_flip": args.b_flip,
+              "b": {}}
     for b in args.b:
-        pb, tb = score(b)
+        pb, tb = score(b, args.b_flip)
         result["b"][b] = paired(y, pa, ta, pb, tb, args.samples)
     text = json.dumps(result, indent=1)
     print(text)

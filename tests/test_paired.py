@@ -39,3 +39,21 @@ def test_cli_compares_checkpoints_on_a_split(tiny_baseline_dir, synthetic_images
     assert json.loads(capsys.readouterr().out) == res
     r = res["b"][str(tiny_baseline_dir)]
     assert r["n"] == 128 and r["acc"]["diff"] == 0 and r["auroc"]["ci95"] == [0, 0]
+
+
+def test_b_flip_scores_the_mean_of_an_image_and_its_mirror(tiny_baseline_dir, synthetic_images, tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    from fdftnet import load_model
+    from fdftnet.data import load_image_folder
+    from fdftnet.inference import predict_imageset, predict_tensor
+    out = tmp_path / "flip.json"
+    assert main(["--data", str(synthetic_images), "--a", str(tiny_baseline_dir), "--b", str(tiny_baseline_dir),
+                 "--b-flip", "--samples", "20", "--save", str(out)]) == 0
+    res = json.loads(out.read_text())
+    model, data = load_model(tiny_baseline_dir), load_image_folder(synthetic_images, "test")
+    y, p = data.labels.numpy(), predict_imageset(model, data)
+    flipped = (p + predict_tensor(model, data.images.flip(3))) / 2
+    assert not np.allclose(p, flipped)  # the mirror images are scored, not the same ones again
+    expect = roc_auc_score(y, flipped) - roc_auc_score(y, p)
+    assert res["b_flip"] is True and abs(res["b"][str(tiny_baseline_dir)]["auroc"]["diff"] - expect) < 1e-9
