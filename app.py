@@ -6,6 +6,8 @@ The tabs live in lab/ (STYLE.md A1/A2); fdftnet/ does the work and never imports
 """
 import logging
 import os
+import signal
+import sys
 
 import gradio as gr
 
@@ -14,8 +16,10 @@ from lab import compare, detect, finetune
 from lab import state as st
 
 flush_denormals()  # before any worker thread starts: fine-tunes on CPU stay fast as they go on
+st.clean_stale()  # session folders of servers that died; this one's go at exit (lab/state.py)
 
-with gr.Blocks(title="FDFtNet lab") as demo:
+# delete_cache: gradio's copies of uploads and outputs older than an hour go every 10 min (API clients too)
+with gr.Blocks(title="FDFtNet lab", delete_cache=(600, 3600)) as demo:
     gr.Markdown("# FDFtNet lab\nIs this face real or generated? FDFtNet (Jeon et al., IFIP SEC 2020) adds a "
                 "Fine-Tune Transformer and MobileNetV3 blocks to a pretrained detector and fine-tunes them on a "
                 "few examples. Images are judged at 64×64, as in the paper.")
@@ -31,6 +35,7 @@ with gr.Blocks(title="FDFtNet lab") as demo:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop by SIGTERM runs atexit: session folders go
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                 max_file_size="100mb")

@@ -1,5 +1,8 @@
 """Compare tab: baseline vs FDFtNet from bench/results/*.json and this session's runs; a robustness sweep.
 
+The sweep's dataset is picked by name from a server-side list (the benchmark sets in FDFTNET_DATA, one or more
+roots separated by os.pathsep, and this session's hold-outs), never typed as a path by the browser.
+
 bench/results/*.json: {"runs": [{"backbone", "variant", "dataset", "shots", "seed",
 "metrics": compute_metrics(...) dict, "history": [{"epoch", "train_loss", "val_loss", "val_acc", "val_auroc"}]}]}
 (a bare list of runs is read too). Every file in the folder is read; a run without "metrics" is skipped.
@@ -17,6 +20,7 @@ from . import plots
 from . import state as st
 
 ALL = "all"
+SPLITS = ["test", "validation", "train", "finetune"]
 FULL = "full set"  # runs trained on every image of their split (shots: null), e.g. the main benchmark rows
 
 
@@ -82,28 +86,47 @@ def show_run(label: str, session: dict):
 
 def _sweep_models(session: dict) -> list[tuple[str, str]]:
     out = st.model_choices(session)
-    return out + [(f"base of {m['label'].split(':')[0]}", m["base"]) for m in (session or {}).get("models", [])]
+    return out + [(f"base of {m['label'].split(':')[0]}", m["base"]) for m in st.session_models(session)]
+
+
+def sweep_datasets(session: dict | None) -> dict[str, tuple[str, list[str]]]:
+    """{name shown: (server-side root, its splits)}: the benchmark sets, then this session's hold-outs."""
+    out = {}
+    for root in filter(None, os.environ.get("FDFTNET_DATA", "").split(os.pathsep)):
+        splits = [s for s in SPLITS if (Path(root) / s).is_dir()]
+        if splits:
+            out[f"benchmark: {Path(root).name}"] = (root, splits)
+    for m in st.session_models(session):
+        out[f"hold-out of {m['label'].split(':')[0]}"] = (m["data"], ["validation"])
+    return out
 
 
 @st.guard
-def run_sweep(chosen: list, root: str, split: str, limit: float, kinds: list, session: dict, progress=gr.Progress()):
+def run_sweep(chosen: list, dataset: str, split: str, limit: float, kinds: list, session: dict,
+              progress=gr.Progress()):
     if not chosen:
         raise ValueError("pick at least one model")
-    if not (root or "").strip():
-        raise ValueError("type a dataset folder holding SPLIT/real and SPLIT/fake (or fine-tune first)")
-    data = load_image_folder(root.strip(), (split or "test").strip(), limit=int(limit))
+    sets = sweep_datasets(session)
+    if dataset not in sets:
+        raise ValueError("pick a dataset from the list" + ("" if sets else " (fine-tune first: its hold-out joins it)"))
+    root, splits = sets[dataset]
+    if split not in splits:
+        raise ValueError(f"{dataset} has no split {str(split)[:40]!r}; it has {', '.join(splits)}")
+    data = load_image_folder(root, split, limit=int(limit))
     names = {v: lab for lab, v in _sweep_models(session)}
-    models = {names.get(v, v): st.get_model(v) for v in chosen}
+    models = {names.get(v, v): st.get_model(v, session=session) for v in chosen}
     res = sweep(models, data, kinds=kinds or None, callback=lambda d, t: progress(d / t, desc="robustness sweep"))
-    return plots.robustness(res), f"{len(data)} images from {root}/{split}: {data.counts()}"
+    return plots.robustness(res), f"{len(data)} images from {dataset}, {split}: {data.counts()}"
 
 
-def session_changed(session: dict, root: str, split: str, chosen: list):
-    """New session models join the sweep's choices; the latest hold-out fills an empty dataset box."""
-    models = (session or {}).get("models", [])
-    if models and not (root or "").strip():
-        root, split = models[-1]["data"], "validation"
-    return gr.update(choices=_sweep_models(session), value=chosen), root, split
+def session_changed(session: dict, dataset: str, split: str, chosen: list):
+    """New session models join the sweep's choices; the latest hold-out is picked when no dataset is."""
+    sets = sweep_datasets(session)
+    models = st.session_models(session)
+    if models and dataset not in sets:
+        dataset, split = f"hold-out of {models[-1]['label'].split(':')[0]}", "validation"
+    return (gr.update(choices=_sweep_models(session), value=chosen), gr.update(choices=list(sets), value=dataset),
+            gr.update(choices=sets[dataset][1] if dataset in sets else SPLITS, value=split))
 
 
 def render(session: gr.State, demo: gr.Blocks) -> None:
@@ -125,9 +148,11 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
                                   label="models")
         kinds = gr.CheckboxGroup(list(CORRUPTIONS), value=list(CORRUPTIONS), label="corruptions")
     with gr.Row():
-        root = gr.Textbox(label="dataset folder (ROOT/SPLIT/real, ROOT/SPLIT/fake)", scale=2,
-                          value=os.environ.get("FDFTNET_DATA", ""))
-        split = gr.Textbox(label="split", value="test")
+        sets = list(sweep_datasets(None))
+        # custom values reach run_sweep, which refuses them in one line (a Dropdown would raise in preprocess)
+        sweep_set = gr.Dropdown(sets, value=sets[0] if sets else None, allow_custom_value=True, scale=2,
+                                label="dataset (benchmark sets, this session's hold-outs)")
+        split = gr.Dropdown(SPLITS, value="test", allow_custom_value=True, label="split")
         limit = gr.Slider(4, 500, value=50, step=1, label="images per class")
     sweep_btn = gr.Button("Run the sweep", variant="primary")
     sweep_status = gr.Markdown()
@@ -138,6 +163,7 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
     gr.on([demo.load, dataset.input, shots.input, session.change], refresh, [session, dataset, shots], outs,
           api_visibility="private")
     run.change(show_run, [run, session], [hist, conf], api_visibility="private")
-    session.change(session_changed, [session, root, split, chosen], [chosen, root, split], api_visibility="private")
-    sweep_btn.click(run_sweep, [chosen, root, split, limit, kinds, session], [sweep_fig, sweep_status],
+    session.change(session_changed, [session, sweep_set, split, chosen], [chosen, sweep_set, split],
+                   api_visibility="private")
+    sweep_btn.click(run_sweep, [chosen, sweep_set, split, limit, kinds, session], [sweep_fig, sweep_status],
                     api_name="robustness", concurrency_limit=1, concurrency_id="train")

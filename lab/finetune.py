@@ -3,6 +3,7 @@
 It starts from a baseline (new FTT and MBblockV3 on its backbone) or from a trained FDFtNet (keep fine-tuning it:
 adapt a detector to a new generator)."""
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import gradio as gr
 
 from fdftnet.archive import collect_labelled, extract_labelled_zip, holdout_split, zip_dir
 from fdftnet.data import DataError, load_image_folder
+from fdftnet.data.images import DecodeBudget, charge_headers
 from fdftnet.inference import evaluate
 from fdftnet.metrics import jsonable
 from fdftnet.train import TrainConfig, finetune
@@ -20,6 +22,9 @@ from . import state as st
 log = logging.getLogger("fdftnet.lab")
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc")
 BACKBONE_LRS = [("the same as the new layers (1e-3)", ""), ("1e-4", "1e-4"), ("1e-5", "1e-5")]
+MAX_MODELS = 5  # fine-tuned models one session keeps (each holds its checkpoint on the server's disk)
+UPLOAD_BYTES = 100 * 2**20  # uncompressed bytes of one labelled upload
+NO_TOKEN = "paste a write token: the lab pushes only with your own token (huggingface.co/settings/tokens)"
 
 
 def _prepare(zip_file, real_files, fake_files, root: Path) -> dict:
@@ -27,12 +32,21 @@ def _prepare(zip_file, real_files, fake_files, root: Path) -> dict:
     if zip_file and (real_files or fake_files):
         raise DataError("give either a zip or the two image drops, not both")
     if zip_file:
-        extract_labelled_zip(zip_file, root / "upload")
+        extract_labelled_zip(zip_file, root / "upload", max_total_bytes=UPLOAD_BYTES)
     elif real_files or fake_files:
         collect_labelled({"real": real_files, "fake": fake_files}, root / "upload")
     else:
         raise DataError("no training images: upload a zip with real/ and fake/ folders, or drop real and fake images")
+    # the training loader decodes every image: the whole upload is charged first, from its headers
+    charge_headers([p for p in (root / "upload").rglob("*") if p.is_file()],
+                   DecodeBudget(max_pixels=16_000_000, total_pixels=400_000_000, max_images=2000))
     return holdout_split(root / "upload", root / "data", holdout=0.25, min_holdout=2)
+
+
+def _free(run_dir: Path, out: Path) -> None:
+    """What a finished fine-tune no longer needs: the raw upload, its training split, the resume state."""
+    for d in (run_dir / "upload", run_dir / "data" / "finetune", out / "last"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _results(base_m: dict, ft_m: dict, n: int, start: str = "baseline") -> str:
@@ -68,11 +82,28 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
     sid = getattr(request, "session_hash", None) or "local"
     st.CANCELLED.discard(sid)  # a Cancel clicked when nothing ran must not stop this run
     backbone_lr = None if frozen else _parse_lr(backbone_lr)  # a frozen backbone does not train: no lr
-    base_dir = st.resolve(base or st.DEFAULT_BASELINE)
+    base = base or st.DEFAULT_BASELINE
+    base_dir = st.resolve(base, session)
     # a baseline gets new FTT and MBblockV3; an FDFtNet is fine-tuned further (a clear error now if neither loads)
-    adapt = st.get_model(base_dir).model_type == "fdftnet"
+    adapt = st.get_model(base, session=session).model_type == "fdftnet"
+    if len(st.session_models(session)) >= MAX_MODELS:
+        raise DataError(f"this session already holds {MAX_MODELS} fine-tuned models: reload the page to start a "
+                        f"fresh session")
+    st.check_room(session)
     k = len(session["models"]) + 1
     run_dir = Path(tempfile.mkdtemp(prefix=f"finetune{k}-", dir=st.session_dir(session, request)))
+    try:
+        yield from _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs,
+                          frozen, alpha, beta, backbone_lr, session, sid, progress)
+    finally:
+        if not any(m["dir"].startswith(str(run_dir)) for m in session["models"]):
+            shutil.rmtree(run_dir, ignore_errors=True)  # failed or cancelled: nothing of it stays on disk
+        st.release_memory()  # the training model, optimizer and decoded batches: back to the OS now
+
+
+def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs, frozen, alpha, beta,
+           backbone_lr, session, sid, progress):
+    """run_finetune's body: prepare the upload, train, evaluate on the hold-out, add the model to the session."""
     split = _prepare(zip_file, real_files, fake_files, run_dir)
     n_train = min(split["finetune"].values())
     shots = int(shots or 0)
@@ -108,8 +139,8 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
         gen.close()
     progress(1.0, desc="evaluating on the hold-out")
     val = load_image_folder(cfg.data, "validation")
-    base_m = evaluate(st.get_model(base_dir), val)
-    model = st.get_model(cfg.out)  # cached now, so Detect uses it at once
+    base_m = evaluate(st.get_model(base, session=session), val)
+    model = st.get_model(cfg.out, session=session)  # cached now, so Detect uses it at once
     ft_m = evaluate(model, val)
     if sid in st.CANCELLED:  # Cancel came after the last epoch: keep the promise that nothing is added
         st.CANCELLED.discard(sid)
@@ -125,6 +156,7 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
     session["runs"] += [{**common, "variant": "fdftnet-start" if adapt else "baseline", "metrics": jsonable(base_m),
                          "history": []},
                         {**common, "variant": variant, "metrics": jsonable(ft_m), "history": history}]
+    _free(run_dir, Path(cfg.out))
     archive = zip_dir(cfg.out, run_dir / f"fdftnet-finetuned-{k}.zip")
     status = (f"**Done:** best epoch {done['best_epoch']} of {done['epochs_run']}. The model is now in Detect's "
               f"picker as “fine-tuned #{k}”.")
@@ -139,15 +171,18 @@ def cancel_finetune(request: gr.Request) -> str:
 def push_model(repo_id: str, token: str, private: bool, session: dict):
     """Push the latest fine-tuned model; the token is used for this call only and the box is cleared."""
     try:
-        if not session["models"]:
+        if not st.session_models(session):
             raise ValueError("fine-tune a model first")
         if not (repo_id or "").strip():
             raise ValueError("type a Hub repo id, e.g. your-name/fdftnet-my-faces")
+        if not (token or "").strip():  # never the server's HF_TOKEN or login: a visitor would commit as its owner
+            raise ValueError(NO_TOKEN)
         try:
             from fdftnet import hub
         except ImportError:
             raise ValueError("pushing is not available: this fdftnet has no hub module") from None
-        url = hub.push(session["models"][-1]["dir"], repo_id.strip(), private=bool(private), token=token or None)
+        url = hub.push(st.session_models(session)[-1]["dir"], repo_id.strip(), private=bool(private),
+                       token=token.strip())
         return f"Pushed to {url or repo_id}", ""
     except Exception as e:  # noqa: BLE001 - any push failure becomes one line; the token never reaches a log
         log.warning("push failed: %s", type(e).__name__)

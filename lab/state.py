@@ -4,12 +4,21 @@ Per-session state is a plain dict kept in one `gr.State` (deep-copyable, STYLE A
 session's temp folder or None, "models": [{"label", "dir", ...}], "runs": [bench-format run dicts]}.
 Fine-tuned models live on disk in that folder; models themselves are only ever held in `_CACHE`,
 read-only (eval mode, no parameter is written), keyed by their directory and its config.json mtime.
+
+A public server must not fill its disk: a session folder goes when its session ends, when it has been idle
+for FDFTNET_SESSION_TTL seconds (API clients never end theirs), and when the server stops; a new server
+removes the folders of servers that died. FDFTNET_LOCAL_PATHS=0 (the default on a Space) turns off typed
+local folders: models then come from the list, this session or the Hub.
 """
+import atexit
+import ctypes
 import functools
+import gc
 import inspect
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -21,8 +30,9 @@ from pathlib import Path
 import gradio as gr
 
 import fdftnet
+from fdftnet.checkpoint import MODEL_CLASSES
 from fdftnet.data import DataError
-from fdftnet.models import resolve_file
+from fdftnet.models import read_config, resolve_file
 from fdftnet.train import TrainingError
 
 log = logging.getLogger("fdftnet.lab")
@@ -31,6 +41,9 @@ DEFAULT, DEFAULT_BASELINE = "default", "default-baseline"
 _CACHE: "OrderedDict[tuple, object]" = OrderedDict()  # read-only models, shared by all sessions
 _LOCK = threading.Lock()
 CANCELLED: set[str] = set()  # session hashes whose fine-tune should stop at the next step
+PREFIX = "fdftnet-lab-"
+SESSION_TTL = float(os.environ.get("FDFTNET_SESSION_TTL", 3600))  # idle seconds before a session folder goes
+SESSION_MB = float(os.environ.get("FDFTNET_SESSION_MB", 300))  # disk one session may hold (4-5 fine-tunes)
 
 
 def new_session() -> dict:
@@ -43,22 +56,132 @@ def drop_session(session: dict) -> None:
         shutil.rmtree(session["dir"], ignore_errors=True)
 
 
+def local_paths_allowed() -> bool:
+    """May a visitor type a local folder? FDFTNET_LOCAL_PATHS=0/1; default on, off on a Space (SPACE_ID set)."""
+    flag = os.environ.get("FDFTNET_LOCAL_PATHS")
+    if flag is None:
+        return not os.environ.get("SPACE_ID")
+    return flag.strip().lower() in ("1", "true", "yes", "on")
+
+
+# ----------------------------------------------------------------------------------------------
+# session folders: $TMPDIR/fdftnet-lab-<server pid>-<session>-<random>
+
+
+def _own_prefix() -> str:
+    return f"{PREFIX}{os.getpid()}-"  # the pid tells a later server which folders belong to a dead one
+
+
 def session_dir(session: dict, request: gr.Request | None = None) -> Path:
-    if not session.get("dir"):
-        tag = getattr(request, "session_hash", None) or "local"
-        session["dir"] = tempfile.mkdtemp(prefix=f"fdftnet-lab-{tag[:12]}-")
-    return Path(session["dir"])
+    """The session's folder (made on first use, again after it expired); using it marks the session active."""
+    d = session.get("dir")
+    if not d or not os.path.isdir(d):
+        tag = re.sub(r"[^A-Za-z0-9]", "", getattr(request, "session_hash", None) or "local")[:12] or "local"
+        session["dir"] = d = tempfile.mkdtemp(prefix=f"{_own_prefix()}{tag}-")
+        session["models"] = [m for m in session.get("models", []) if os.path.isdir(m["dir"])]  # expired ones go
+        _start_janitor()
+    os.utime(d)
+    return Path(d)
+
+
+def check_room(session: dict) -> None:
+    """DataError when the session's folder already holds SESSION_MB."""
+    d = session.get("dir")
+    used = sum(f.stat().st_size for f in Path(d).rglob("*") if f.is_file()) if d and os.path.isdir(d) else 0
+    if used > SESSION_MB * 2**20:
+        raise DataError(f"this session already keeps {used / 2**20:.0f} MB on the server (limit {SESSION_MB:.0f} MB):"
+                        f" reload the page to start a fresh session")
+
+
+def _folders(own_only: bool = True) -> list[Path]:
+    prefix = _own_prefix() if own_only else PREFIX
+    return [p for p in Path(tempfile.gettempdir()).glob(prefix + "*") if p.is_dir()]
+
+
+def expire_idle(ttl: float | None = None) -> list[Path]:
+    """Remove this server's session folders idle for more than `ttl` s (default SESSION_TTL); returns them."""
+    ttl = SESSION_TTL if ttl is None else ttl
+    gone = []
+    for d in _folders():
+        try:
+            idle = time.time() - d.stat().st_mtime
+        except OSError:
+            continue
+        if idle > ttl:
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale() -> list[Path]:
+    """At startup: remove the session folders of servers that are no longer running (and old unowned ones)."""
+    gone = []
+    for d in _folders(own_only=False):
+        m = re.match(rf"{PREFIX}(\d+)-", d.name)
+        try:
+            stale = (not _alive(int(m.group(1)))) if m else time.time() - d.stat().st_mtime > SESSION_TTL
+        except OSError:
+            continue
+        if stale and not d.name.startswith(_own_prefix()):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
+
+
+@atexit.register
+def clean_all() -> None:
+    """At shutdown (atexit; app.py turns SIGTERM into an exit): remove every folder of this server."""
+    for d in _folders():
+        shutil.rmtree(d, ignore_errors=True)
+
+
+_JANITOR: list[threading.Thread] = []
+
+
+def _start_janitor() -> None:
+    with _LOCK:
+        if _JANITOR:
+            return
+
+        def loop():
+            while True:
+                time.sleep(max(1.0, min(60.0, SESSION_TTL / 4)))
+                for d in expire_idle():
+                    log.info("session folder %s expired after %.0f s idle", d.name, SESSION_TTL)
+
+        _JANITOR.append(threading.Thread(target=loop, name="fdftnet-lab-janitor", daemon=True))
+        _JANITOR[0].start()
+
+
+def release_memory() -> None:
+    """After a fine-tune: collect its objects and hand freed heap pages back to the OS (glibc keeps them)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the pages stay with the process until reused
+        pass
 
 
 def guard(fn):
-    """Handler boundary: user errors become a one-line gr.Error; anything else is logged, not shown."""
+    """Handler boundary: user errors become a one-line gr.Error and one log line; anything else is logged
+    with its traceback (once) and shown only as its type."""
     def convert(e: Exception):
-        if isinstance(e, gr.Error):
-            return e
-        if isinstance(e, USER_ERRORS):
-            return gr.Error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        if isinstance(e, gr.Error) or isinstance(e, USER_ERRORS):
+            msg = (str(getattr(e, "message", e)).splitlines() or [type(e).__name__])[0] or type(e).__name__
+            log.info("%s refused: %s", fn.__name__, msg)  # expected: one line, no traceback
+            return gr.Error(msg, print_exception=False)
         log.exception("handler %s failed", fn.__name__)
-        return gr.Error(f"internal error: {type(e).__name__}")
+        return gr.Error(f"internal error: {type(e).__name__}", print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -142,7 +265,20 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     return _HUB["ok"]
 
 
-def resolve(choice: str) -> str:
+def _listed(session: dict | None) -> set[str]:
+    """Real paths of the folders a visitor may use when typed local folders are off."""
+    found = discover()
+    mine = [p for m in (session or {}).get("models", []) for p in (m["dir"], m.get("base", ""))]
+    return {os.path.realpath(d) for d in found["fdftnet"] + found["baseline"] + mine if d}
+
+
+def _mine(path: str, session: dict | None) -> bool:
+    """Is `path` inside this session's own folder?"""
+    d = (session or {}).get("dir")
+    return bool(d) and os.path.realpath(path).startswith(os.path.realpath(d) + os.sep)
+
+
+def resolve(choice: str, session: dict | None = None) -> str:
     """A model choice (default, default-baseline, a local folder, a Hub id) -> a local checkpoint folder."""
     choice = (choice or "").strip()
     if choice in ("", DEFAULT, DEFAULT_BASELINE):
@@ -151,18 +287,28 @@ def resolve(choice: str) -> str:
         if not found:
             raise fdftnet.CheckpointError(missing_default_message(kind))
         return found
+    local = os.path.isdir(choice) or choice.startswith(("/", ".", "~")) or choice.count("/") > 1
+    allowed = lambda: _mine(choice, session) or os.path.realpath(choice) in _listed(session)  # noqa: E731
+    if local and not local_paths_allowed() and not allowed():
+        raise fdftnet.CheckpointError("typed local folders are turned off on this server: pick a model from the "
+                                      "list, or type a Hub id (USER/NAME)")
     if os.path.isdir(choice):
         return choice
-    # a Hub id: fetch both files (or find them in the cache when offline) and use the snapshot folder
+    # a Hub id: its config.json first, checked (fields and size) before the weights are fetched
     offline = not hub_reachable()
-    cfg = resolve_file(choice, "config.json", local_files_only=offline)
+    snapshot = os.path.dirname(resolve_file(choice, "config.json", local_files_only=offline))
+    config = read_config(snapshot)
+    MODEL_CLASSES[config["model_type"]].check_size(
+        {k: v for k, v in config.items() if k not in ("model_type", "format_version")}, choice)
     resolve_file(choice, "model.safetensors", local_files_only=offline)
-    return os.path.dirname(cfg)
+    return snapshot
 
 
-def get_model(choice: str, expect: str | None = None):
+def get_model(choice: str, expect: str | None = None, session: dict | None = None):
     """The (cached, read-only, eval-mode) model for a choice; CheckpointError with a one-line reason."""
-    path = resolve(choice)
+    path = resolve(choice, session)
+    if _mine(path, session):
+        os.utime(session["dir"])  # using a fine-tuned model keeps its session alive
     try:
         key = (os.path.realpath(path), os.path.getmtime(os.path.join(path, "model.safetensors")))
     except OSError:
@@ -189,13 +335,18 @@ def describe(model) -> str:
     return f"{kind} on {model.backbone_name}{extra}, threshold {float(model.threshold):.3f}"
 
 
+def session_models(session: dict | None) -> list[dict]:
+    """This session's fine-tuned models still on disk (an expired session's folder is gone)."""
+    return [m for m in (session or {}).get("models", []) if os.path.isdir(m["dir"])]
+
+
 def model_choices(session: dict | None) -> list[tuple[str, str]]:
     """Detect's model picker: the defaults that exist, then this session's fine-tuned models."""
     default = discover()["default"]
     out = [("default FDFtNet" + ("" if default["fdftnet"] else " (missing)"), DEFAULT)]
     if default["baseline"]:
         out.append(("default baseline", DEFAULT_BASELINE))
-    return out + [(m["label"], m["dir"]) for m in (session or {}).get("models", [])]
+    return out + [(m["label"], m["dir"]) for m in session_models(session)]
 
 
 def base_choices(session: dict | None = None) -> list[tuple[str, str]]:
@@ -204,4 +355,4 @@ def base_choices(session: dict | None = None) -> list[tuple[str, str]]:
     found = discover()
     return ([("default baseline", DEFAULT_BASELINE)] + [(f"baseline: {Path(d).name}", d) for d in found["baseline"]]
             + [(f"keep fine-tuning: {Path(d).name}", d) for d in found["fdftnet"]]
-            + [(f"keep fine-tuning: {m['label']}", m["dir"]) for m in (session or {}).get("models", [])])
+            + [(f"keep fine-tuning: {m['label']}", m["dir"]) for m in session_models(session)])

@@ -182,7 +182,8 @@ def test_finetune_as_a_function_then_detect_with_it(lab):
     # Compare sees it next to the bench results; the sweep runs on its hold-out
     upd = compare.refresh(session, None, None)
     assert "session upload #1" in upd[0]["choices"]
-    fig, text = compare.run_sweep([model["dir"], model["base"]], model["data"], "validation", 4, ["noise"], session)
+    fig, text = compare.run_sweep([model["dir"], model["base"]], "hold-out of fine-tuned #1", "validation", 4,
+                                  ["noise"], session)
     assert text.startswith("4 images from") and len(fig.data) == 2
     assert finetune.push_model("me/x", "hf_secret", True, st.new_session())[1] == ""  # token box cleared
     msg, token = finetune.push_model("", "hf_secret", True, session)
