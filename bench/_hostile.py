@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-__all__ = ["png_bytes", "jpeg_bytes", "gif_bytes", "huge_png_header", "IMAGE_CASES", "ZIP_CASES",
+__all__ = ["png_bytes", "jpeg_bytes", "gif_bytes", "huge_png_header", "lying_jpeg", "IMAGE_CASES", "ZIP_CASES",
            "labelled_zip", "zip_bomb", "DECODED_LATER", "mutate", "seed_images", "tree_snapshot",
            "check_checkpoint_dir", "kill_resume_run", "make_lab_checkpoints", "start_app", "stop_app", "load_run"]
 
@@ -48,9 +48,9 @@ def png_bytes(arr: np.ndarray | None = None) -> bytes:
     return buf.getvalue()
 
 
-def jpeg_bytes(arr: np.ndarray | None = None) -> bytes:
+def jpeg_bytes(arr: np.ndarray | None = None, quality: int = 90) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(_noise() if arr is None else arr).save(buf, "JPEG", quality=90)
+    Image.fromarray(_noise() if arr is None else arr).save(buf, "JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -116,6 +116,14 @@ def _near(expected, tol: int = 12) -> Callable[[np.ndarray], None]:
     return check
 
 
+def lying_jpeg(w: int = 6000, h: int = 6000, quality: int = 90) -> bytes:
+    """A 200x100 JPEG whose frame header says w x h: libjpeg would fill the missing rows with grey."""
+    b = bytearray(jpeg_bytes(np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8), quality))
+    i = b.index(b"\xff\xc0")  # SOF0: length(2) precision(1) height(2) width(2)
+    b[i + 5:i + 9] = h.to_bytes(2, "big") + w.to_bytes(2, "big")
+    return bytes(b)
+
+
 def _rotated(arr: np.ndarray) -> None:
     # after the EXIF rotation the image is 32 wide x 48 tall: top half black, bottom half white
     top, bottom = arr[:16].mean(), arr[-16:].mean()
@@ -138,6 +146,10 @@ IMAGE_CASES: dict[str, Callable[[], tuple[bytes, object]]] = {
     "animated_gif_first_frame": lambda: (gif_bytes(), _near((255, 0, 0), 8)),
     "la_png": lambda: (_la_png(), _near((200, 200, 200), 2)),
     "exif_rotated_jpeg": lambda: (_exif_rotated_jpeg(), _rotated),
+    # issue 22.7: the header claims far more pixels than the data holds (sparse: refused from the header alone)
+    "jpeg_header_6000x6000_data_200x100": lambda: (lying_jpeg(), "error"),
+    "jpeg_header_6000x6000_data_200x100_q75": lambda: (lying_jpeg(quality=75), "error"),
+    "jpeg_header_1200x1200_data_200x100": lambda: (lying_jpeg(1200, 1200), "error"),
 }
 
 

@@ -37,22 +37,14 @@ def _jpeg(w: int, h: int, seed: int = 0, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def lying_jpeg(w: int = 6000, h: int = 6000) -> bytes:
-    """A 200x100 JPEG whose frame header says w x h: libjpeg would fill the missing rows with grey."""
-    b = bytearray(_jpeg(200, 100))
-    i = b.index(b"\xff\xc0")  # SOF0: length(2) precision(1) height(2) width(2)
-    b[i + 5:i + 9] = h.to_bytes(2, "big") + w.to_bytes(2, "big")
-    return bytes(b)
-
-
 # ----------------------------------------------------------------------------------------------
 # 22.7: lying headers, FIFOs and devices
 
 
 def test_jpeg_whose_header_claims_more_than_its_data_is_refused(tmp_path):
-    for src in (lying_jpeg(), tmp_path / "lie.jpg"):
+    for src in (H.lying_jpeg(), tmp_path / "lie.jpg"):
         if not isinstance(src, bytes):
-            src.write_bytes(lying_jpeg())
+            src.write_bytes(H.lying_jpeg())
         with pytest.raises(DataError, match="truncated") as e:
             load_image(src, name="lie.jpg")
         assert "lie.jpg" in _one_line(e.value)
