@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 import yaml
 
 from .models import BaselineDetector, FDFtNet, read_config
+from .models.efficientnet_lite import PRETRAINED_PACKAGES
 
 __all__ = ["render_model_card", "write_model_card", "card_metadata", "render_roc_svg", "hub_id_or_none"]
 
@@ -193,6 +194,12 @@ def _training_rows(config: dict, training: dict) -> list[tuple[str, str]]:
             ("early stopping", f"{cfg.get('monitor')}, patience {cfg.get('patience')}" if cfg.get("monitor") else None),
             ("shots per class", cfg.get("shots") if cfg.get("shots") is not None else ("all" if cfg else None)),
             ("seed", cfg.get("seed"))]
+    if config.get("input_size", 64) != 64 or config.get("mean") is not None:
+        rows.append(("backbone input", f"the 64x64 crop resized to {config.get('input_size', 64)} px"
+                     + (", ImageNet mean/std" if config.get("mean") is not None else "")
+                     + (" (the FTT reads the 64x64 crop)" if config["model_type"] == "fdftnet" else "")))
+    if cfg.get("schedule"):
+        rows.append(("lr schedule", cfg["schedule"]))
     if config["model_type"] == "fdftnet":
         rows += [("backbone frozen", config.get("freeze_backbone")),
                  ("FTT stages (M)", config.get("ftt_stages") if config.get("use_ftt", True) else "none (ablation)"),
@@ -265,6 +272,9 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None, locatio
     if base:
         what = "fine-tuned further from the FDFtNet" if info.get("init_from") else "base model (pretrained backbone):"
         prov.append(f"- {what} `{base}`" + (f" at revision `{base_rev}`" if base_rev else ""))
+    elif info.get("stage") == "pretrain" and info.get("pretrained"):
+        pip_name = PRETRAINED_PACKAGES.get(backbone, ("?",))[0]
+        prov.append(f"- backbone initialised from ImageNet weights (`{pip_name}`, Apache-2.0), then fine-tuned")
     elif info.get("stage") == "pretrain":
         prov.append(f"- trained from scratch (`{backbone}` backbone, seed {train_cfg.get('seed')})")
     if data:

@@ -133,9 +133,9 @@ EXPECTED_CONFIG = {
     "fdftnet": {"backbone": "squeezenet", "num_classes": 2, "ftt_stages": 1, "ftt_channels": [32, 64, 128],
                 "ftt_act": "relu", "use_ftt": True, "mb_blocks": 1, "mb_expand": 576, "mb_out": 128,
                 "embed_dim": 576, "se_on_expanded": False, "freeze_backbone": True, "backbone_args": None,
-                "model_type": "fdftnet", "format_version": 1},
+                "model_type": "fdftnet", "format_version": 1, "input_size": 64, "mean": None, "std": None},
     "baseline": {"backbone": "squeezenet", "num_classes": 2, "backbone_args": None,
-                 "model_type": "baseline", "format_version": 1},
+                 "model_type": "baseline", "format_version": 1, "input_size": 64, "mean": None, "std": None},
 }
 
 
