@@ -71,7 +71,7 @@ def _sub_env(tmp_path, **extra) -> dict:
 
 def _cli(args, tmp_path, **extra) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fdftnet", *args], cwd=ROOT, env=_sub_env(tmp_path, **extra),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)  # a hang guard, not a speed bound
 
 
 def _training_record(model_type: str, **info) -> dict:
