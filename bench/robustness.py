@@ -2,6 +2,7 @@
 
     python -m bench.robustness                       # writes bench/results/robustness.json
     python -m bench.robustness --fuzz 2000 --kills 8 --requests 400 --callers 4
+    python -m bench.robustness --hardening-only      # only the issue-22 figures, merged into the same JSON
 
 Same checks as tests/test_hostile_inputs.py, tests/test_kill_resume.py and tests/test_load.py (shared code
 in bench/_hostile.py). CPU only, loopback only. Every count of failures should be 0.
@@ -157,6 +158,170 @@ def run_load(work: Path, requests: int, callers: int) -> dict:
                               "finetune_epochs_during_load", "errors")}
 
 
+def _big_png(path: Path, w: int, h: int) -> Path:
+    """An RGBA PNG of w x h pixels that compresses to almost nothing: the cheap upload, the costly decode."""
+    from PIL import Image
+    Image.new("RGBA", (w, h), (90, 120, 150, 200)).save(path, optimize=False)
+    return path
+
+
+def run_budget(work: Path) -> dict:
+    """The worst request the lab accepts (lab.detect.lab_budget): its decode time and peak memory, in a fresh
+    process; and the audit's request (a zip of ten 40 Mpx PNGs), which must be refused from the headers."""
+    import subprocess
+    w, h, n = 4000, 3000, 4  # 12 Mpx each (the lab's per-image cap), 48 Mpx in all (its per-request cap)
+    paths = [str(_big_png(work / f"big{i}.png", w, h)) for i in range(n)]
+    code = ("import json, resource, sys, time; sys.path.insert(0, sys.argv[1]); from lab.detect import lab_budget; "
+            "from fdftnet.data import load_image; b = lab_budget(); r0 = resource.getrusage(resource.RUSAGE_SELF)"
+            ".ru_maxrss; t, c = time.perf_counter(), time.process_time(); [load_image(p, budget=b) for p in "
+            "sys.argv[2:]]; print(json.dumps({'seconds': time.perf_counter() - t, 'cpu_seconds': time.process_time()"
+            " - c, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'peak_before_mb': r0 / 1024,"
+            " 'pixels': b.pixels}))")
+    out = json.loads(subprocess.run([sys.executable, "-c", code, str(ROOT), *paths], capture_output=True, text=True,
+                                    check=True).stdout)
+    from fdftnet.data import DataError, load_image
+    from lab.detect import lab_budget
+    bomb, refused = H.huge_png_header(6324, 6324), 0
+    b = lab_budget()
+    for _ in range(10):
+        try:
+            load_image(bomb, budget=b)
+        except DataError:
+            refused += 1
+    return {"worst_accepted": f"{n} RGBA PNGs of {w}x{h} ({n * w * h / 1e6:.0f} Mpx) in one request",
+            "decode_seconds": round(out["seconds"], 2), "decode_cpu_seconds": round(out["cpu_seconds"], 2),
+            "peak_rss_mb": round(out["peak_mb"]),
+            "rss_before_decode_mb": round(out["peak_before_mb"]), "audit_zip_of_ten_40mpx_pngs_refused": refused,
+            "audit_pixels_decoded": b.pixels}
+
+
+def run_detect_under_heavy(work: Path, requests: int = 40, heavy_clients: int = 4) -> dict:
+    """/detect p50/p95 while `heavy_clients` keep sending the worst accepted /detect_many request."""
+    import threading
+    import zipfile
+
+    from gradio_client import Client, handle_file
+    z = work / "heavy.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        png = _big_png(work / "big.png", 4000, 3000).read_bytes()
+        for i in range(4):
+            zf.writestr(f"big{i}.png", png)
+    face = work / "face.png"
+    H.Image.fromarray(np.full((64, 64, 3), 110, np.uint8)).save(face)
+    proc, url, _ = H.start_app(work, ROOT / "app.py", timeout=180)
+    stop, heavy_done, lat = threading.Event(), [], []
+    try:
+        def heavy():
+            c = Client(url, verbose=False, analytics_enabled=False)
+            while not stop.is_set():
+                try:
+                    c.predict([handle_file(str(z))], "default", api_name="/detect_many")
+                    heavy_done.append("ok")
+                except Exception as e:  # noqa: BLE001 - counted
+                    heavy_done.append(type(e).__name__)
+        threads = [threading.Thread(target=heavy, daemon=True) for _ in range(heavy_clients)]
+        for t in threads:
+            t.start()
+        time.sleep(5)  # the heavy requests are decoding
+        c = Client(url, verbose=False, analytics_enabled=False)
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            c.predict(handle_file(str(face)), "default", api_name="/detect")
+            lat.append(time.perf_counter() - t0)
+        stop.set()
+    finally:
+        H.stop_app(proc)
+    a = np.asarray(lat)
+    return {"requests": requests, "heavy_clients": heavy_clients, "heavy_request": "zip of 4 RGBA 4000x3000 PNGs",
+            "heavy_requests_finished": len(heavy_done), "p50_s": round(float(np.percentile(a, 50)), 2),
+            "p95_s": round(float(np.percentile(a, 95)), 2), "target_p95_s": 3.0}
+
+
+def run_sessions(work: Path, n: int = 100, ttl: float = 5.0) -> dict:
+    """Disk left by `n` API sessions (one /detect_many each): right after, once idle past the TTL, after stop."""
+    from gradio_client import Client, handle_file
+    face = work / "face.png"
+    H.Image.fromarray(np.full((64, 64, 3), 110, np.uint8)).save(face)
+    proc, url, _ = H.start_app(work, ROOT / "app.py", timeout=180, env={"FDFTNET_SESSION_TTL": str(ttl)})
+
+    def used() -> tuple[int, int]:
+        dirs = list(work.glob("fdftnet-lab-*"))
+        return len(dirs), sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file())
+    try:
+        for _ in range(n):
+            Client(url, verbose=False, analytics_enabled=False).predict([handle_file(str(face))], "default",
+                                                                         api_name="/detect_many")
+        after = used()
+        time.sleep(ttl + 5)
+        expired = used()
+    finally:
+        H.stop_app(proc)
+    stopped = used()
+    return {"sessions": n, "ttl_s": ttl, "folders_bytes_after_calls": after, "folders_bytes_after_ttl": expired,
+            "folders_bytes_after_stop": stopped}
+
+
+_MEMORY = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+def rss_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) / 1024
+import app  # the lab as the server builds it: the Blocks, the model cache, the default checkpoints
+from lab import finetune, state as st
+st.get_model(st.DEFAULT); st.get_model(st.DEFAULT_BASELINE)  # what a server has loaded once it answered
+out = {"idle_mb": rss_mb(), "after_finetune_mb": [], "seconds": []}
+session = st.new_session()
+for i in range(3):
+    t = time.perf_counter()
+    for _ in finetune.run_finetune(sys.argv[2], None, None, st.DEFAULT_BASELINE, 0, int(sys.argv[3]), True, 3, 10,
+                                   "", session, None):
+        pass
+    out["seconds"].append(round(time.perf_counter() - t, 1))
+    out["after_finetune_mb"].append(rss_mb())
+out["models"] = len(session["models"])
+print(json.dumps(out))
+"""
+
+
+def run_memory(work: Path, images: int = 20, epochs: int = 5) -> dict:
+    """Resident memory of the lab process after three fine-tunes in one session (issue #18: <= 1.5 GB)."""
+    import subprocess
+    z = H.labelled_zip(work / "set.zip", n=images, size=64)
+    r = subprocess.run([sys.executable, "-c", _MEMORY, str(ROOT), str(z), str(epochs)], capture_output=True,
+                       text=True, cwd=str(ROOT), env=dict(__import__("os").environ, HF_HUB_OFFLINE="1",
+                                                          GRADIO_ANALYTICS_ENABLED="False", TMPDIR=str(work)))
+    if r.returncode:
+        raise RuntimeError(r.stderr[-2000:])
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"checkpoints": "checkpoints/ (the shipped defaults)", "images_per_class": images, "epochs": epochs,
+            "idle_rss_mb": round(m["idle_mb"]), "rss_after_each_finetune_mb": [round(x) for x in m["after_finetune_mb"]],
+            "finetune_seconds": m["seconds"], "target_mb": 1536}
+
+
+HARDENING = {"budget": run_budget, "detect_under_heavy": run_detect_under_heavy, "sessions": run_sessions,
+             "lab_memory": run_memory}
+
+
+def run_hardening(out: Path, parts: list[str]) -> dict:
+    """The issue-22 figures (and #18's memory), merged into an existing robustness.json part by part; a part
+    that cannot run (e.g. the app does not start on an overloaded machine) is recorded with its reason."""
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    result = {**old.get("hardening", {}), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores (shared with training "
+                         f"and test runs), Python {platform.python_version()}"}
+    with tempfile.TemporaryDirectory(prefix="hardening-") as d:
+        for name in parts:
+            (Path(d) / name).mkdir()
+            try:
+                result[name] = HARDENING[name](Path(d) / name)
+            except Exception as e:  # noqa: BLE001 - recorded, the other parts still run
+                result[name] = {"not_measured": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+            print(f"{name}: {result[name]}", flush=True)
+            old["hardening"] = result
+            out.write_text(json.dumps(old, indent=2) + "\n")
+    return result
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fuzz", type=int, default=500, help="fuzz rounds (each: 2 images + 1 zip)")
@@ -165,7 +330,14 @@ def main(argv=None) -> dict:
     p.add_argument("--callers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "robustness.json"))
+    p.add_argument("--hardening-only", action="store_true",
+                   help="only the issue-22 figures (budget, /detect under heavy batches, disk after API sessions, "
+                        "lab memory after three fine-tunes)")
+    p.add_argument("--parts", nargs="+", choices=list(HARDENING), default=list(HARDENING),
+                   help="with --hardening-only: which of them")
     args = p.parse_args(argv)
+    if args.hardening_only:
+        return run_hardening(Path(args.out), args.parts)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="robustness-") as d:
         d = Path(d)
