@@ -160,7 +160,8 @@ def pretrained_table(runs: list[dict]) -> list[str]:
         for v in sorted(by[bb], key=lambda v: (PRETRAINED_ORDER.index(v) if v in PRETRAINED_ORDER else 99, v)):
             rs = by[bb][v]
             tc = rs[0]["train_config"]
-            size = tc.get("input_size") or "–"
+            base = next((b for b in runs if b["key"] == rs[0].get("base")), None)  # a fine-tune reads as its base
+            size = tc.get("input_size") or (base or {}).get("train_config", {}).get("input_size") or "–"
             split = tc.get("train_split") or ("train" if rs[0]["stage"] == "pretrain" else "finetune")
             secs = sum(r.get("train_seconds") or 0 for r in rs)
             lines.append(f"| {bb} | {v} | {size} | {split} | {','.join(str(r['epochs_run']) for r in rs)} | "
