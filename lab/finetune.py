@@ -5,6 +5,7 @@ adapt a detector to a new generator)."""
 import logging
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -96,9 +97,17 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
         yield from _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs,
                           frozen, alpha, beta, backbone_lr, session, sid, progress)
     finally:
-        if not any(m["dir"].startswith(str(run_dir)) for m in session["models"]):
-            shutil.rmtree(run_dir, ignore_errors=True)  # failed or cancelled: nothing of it stays on disk
-        st.release_memory()  # the training model, optimizer and decoded batches: back to the OS now
+        failed = not any(m["dir"].startswith(str(run_dir)) for m in session["models"])
+        # on a thread of its own: a /cancel waits for this generator to close, and must not wait for the cleanup
+        threading.Thread(target=_cleanup, args=(run_dir if failed else None,), daemon=True).start()
+
+
+def _cleanup(run_dir: Path | None) -> None:
+    """After a fine-tune: a failed or cancelled run's folder goes (nothing of it stays on disk), and the training
+    model, optimizer and decoded batches go back to the OS."""
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    st.release_memory()
 
 
 def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs, frozen, alpha, beta,
