@@ -117,8 +117,9 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
     size = dict(input_size=args.pretrained_size, epochs=args.pretrained_epochs)
     jobs = [job(base, g, "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb,
                 **{**PRETRAINED_BASELINE, **size})]
-    ft = dict(optimizer="adamw", lr=1e-3, weight_decay=0.01, schedule="onecycle", epochs=args.pretrained_ft_epochs,
-              patience=100, monitor="val_auroc", batch_size=64, augment=True, augment_policy="flip", cutout=False, mb_blocks=args.mb_blocks)
+    # FDFtNet and the control train as the baseline did (AdamW one-cycle, flips only), on their own epoch budget
+    ft = {k: v for k, v in PRETRAINED_BASELINE.items() if k not in ("pretrained", "input_size")} | dict(
+        epochs=args.pretrained_ft_epochs, mb_blocks=args.mb_blocks)
     jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr", g, "finetune", "dfdc64", "dfdc64", bb,
                     "fdftnet-unfrozen-lowlr", base=base, **ft, freeze_backbone=False, backbone_lr=args.backbone_lr))
     # the control FDFtNet must beat: the same baseline trained on, at the backbone's lr, on the same finetune split
