@@ -9,6 +9,7 @@
     fdftnet predict --model runs/sq-ft --json photo.jpg  # JSON Lines, one object per file
     fdftnet predict --whole-image crop.png               # no face detection: the centre square as is
     fdftnet crop-faces photos/ data/mine                 # photos/{real,fake} -> data/mine/finetune/{real,fake}
+    fdftnet sweep --data ../shared/data/gan64 --shots 5,10,25 --seeds 3 --json sweep.json  # methods vs k shots
     fdftnet push --model runs/sq-ft --repo-id user/fdftnet-sq --dry-run
     fdftnet pull --repo-id user/fdftnet-sq --out models/sq-ft
 
@@ -146,6 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT_DIR", help="writes OUT_DIR/SPLIT/{real,fake}/*.png, the largest face per photo")
     p.add_argument("--split", default="finetune", help="the split SRC_DIR/{real,fake} becomes (default: finetune)")
     p.add_argument("--min-face", type=int, default=20, metavar="PX", help="ignore faces narrower than this")
+
+    p = sub.add_parser("sweep", help="few-shot sweep: every method fine-tuned on k shots per class, scored alike")
+    _add_data_args(p, splits=False)
+    p.add_argument("--init-from", default=DEFAULT_BASELINE, metavar="MODEL",
+                   help=f"the baseline every method starts from (default: {DEFAULT_BASELINE}, the shipped one)")
+    p.add_argument("--fdftnet-from", metavar="MODEL", help="the trained FDFtNet that method fdftnet-adapt fine-tunes "
+                   f"(default with the shipped baseline: {DEFAULT})")
+    p.add_argument("--shots", type=_int_list, default=[5, 10, 25, 50, 100], metavar="K,K,...")
+    p.add_argument("--methods", default="fdftnet,baseline-head,baseline-full,linear-probe", metavar="M,M,...",
+                   help="of fdftnet, fdftnet-adapt, baseline-head, baseline-full, linear-probe")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1: each its own held-out split and shots")
+    p.add_argument("--train-split", help="the pool shots are drawn from (default: finetune, train, or ROOT itself)")
+    p.add_argument("--test-split", help="scored on (default: test, or the pool's images beyond the largest k)")
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps of every trained run, whatever k")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", metavar="OUT.json", help="results; rewritten after every run; the same file resumes")
+    p.add_argument("--work-dir", metavar="DIR", help="run checkpoints (default: a temp folder)")
+    p.add_argument("--keep-models", action="store_true", help="keep every run's checkpoint in --work-dir")
+    p.add_argument("--device", default="auto")
 
     p = sub.add_parser("push", help="upload a checkpoint with a generated model card to the Hugging Face Hub")
     p.add_argument("--model", required=True, metavar="DIR", help="checkpoint directory (pretrain/finetune --out)")
@@ -331,6 +351,35 @@ def _cmd_crop_faces(args) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 5,10,25, got {text!r}") from None
+
+
+def _cmd_sweep(args) -> int:
+    from .sweep import SweepConfig, format_table, run_sweep
+    if args.keep_models and not args.work_dir:
+        raise ValueError("--keep-models needs --work-dir (where to keep them)")
+    cfg = SweepConfig(data=args.data, hf_dataset=args.hf_dataset, image_column=args.image_column,
+                      label_column=args.label_column, real_label=args.real_label, fake_label=args.fake_label,
+                      limit=args.limit, init_from=args.init_from,
+                      fdftnet_from=args.fdftnet_from, shots=args.shots, seeds=args.seeds,
+                      methods=[m.strip() for m in args.methods.split(",") if m.strip()], train_split=args.train_split,
+                      test_split=args.test_split, steps=args.steps, batch_size=args.batch_size, out=args.json,
+                      work_dir=args.work_dir, keep_models=args.keep_models, device=args.device)
+    for ev in run_sweep(cfg):
+        if ev["type"] == "start":
+            print(f"sweep: {ev['runs']} runs ({ev['done']} already in {cfg.out}), scored on "
+                  f"{ev['n_test']['real']} real + {ev['n_test']['fake']} fake held-out images", file=sys.stderr)
+        elif ev["type"] == "run":
+            print(json.dumps({k: v for k, v in ev.items() if k != "type"}), flush=True)
+        elif ev["type"] == "done":
+            print(format_table(ev["summary"]), file=sys.stderr)
+    return 0
+
+
 def _hub_kwargs(args) -> dict:
     """revision/cache_dir/token for load_model; only the ones given (a local --model ignores them)."""
     kw = {k: getattr(args, k, None) for k in ("revision", "cache_dir", "token")}
@@ -368,7 +417,7 @@ def _cmd_pull(args) -> int:
 
 
 COMMANDS = {"models": _cmd_models, "pretrain": _cmd_train, "finetune": _cmd_train, "evaluate": _cmd_evaluate,
-            "predict": _cmd_predict, "crop-faces": _cmd_crop_faces, "push": _cmd_push, "pull": _cmd_pull}
+            "predict": _cmd_predict, "crop-faces": _cmd_crop_faces, "sweep": _cmd_sweep, "push": _cmd_push, "pull": _cmd_pull}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,9 @@ class EfficientNetLite(nn.Module):
         x = b.forward_head(x, pre_logits=True)  # (B, 1280): global pool
         return x if pre_logits else self.fc(self.head_drop(x))
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
