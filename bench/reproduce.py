@@ -66,6 +66,10 @@ def plan(args) -> list[dict]:
                         mb_blocks=args.mb_blocks, **{**T, **budget}, **recipe))
     for bb in args.pretrained_backbones:  # ImageNet-pretrained backbones (EfficientNet-Lite, issue #23)
         jobs += pretrained_jobs(bb, args)
+    if args.pretrained_backbones and args.peer_epochs:  # the from-scratch peer every detector is compared with
+        jobs.append(job("dfdc64/resnet18/pretrained/scratch-peer", "pretrained", "pretrain", "dfdc64", "dfdc64",
+                        "resnet18", "scratch-peer", backbone_name="resnet18",
+                        **{**PRETRAINED_BASELINE, "pretrained": False, "input_size": 64, "epochs": args.peer_epochs}))
     ab = args.ablation_backbone
     base = f"dfdc64/{ab}/baseline"
     variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
@@ -318,6 +322,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrained-size-ablation", type=lambda s: [int(k) for k in s.split(",") if k], default=[64, 224],
                     help="the baseline again at these input sizes")
     ap.add_argument("--pretrained-ft-epochs", type=int, default=6, help="FDFtNet epochs (one-cycle) on them")
+    ap.add_argument("--peer-epochs", type=int, default=12,
+                    help="the torchvision ResNet-18 peer, from scratch at 64 px with the baseline's recipe (0: none)")
     ap.add_argument("--ablation-backbone", default="shallownetv3")
     ap.add_argument("--ablation-shots", type=_int_list, default=ABLATION_SHOTS,
                     help="fine-tune shot counts per class for the shots ablation (1000, all, is the main run)")

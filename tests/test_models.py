@@ -14,7 +14,19 @@ BACKBONES = list_models()
 
 def test_paper_backbones_and_pretrained_ones_registered():
     assert set(BACKBONES) == {"shallownetv3", "squeezenet", "resnetv2_50", "xception", "efficientnet_lite0",
-                              "efficientnet_lite2"}
+                              "efficientnet_lite2", "resnet18"}  # resnet18: the from-scratch peer (issue #23)
+
+
+def test_resnet18_is_torchvisions_network():
+    import torchvision
+    from fdftnet import create_model
+    bb, ref = create_model("resnet18", num_classes=2), torchvision.models.resnet18(weights=None, num_classes=2)
+    assert sum(p.numel() for p in bb.parameters()) == sum(p.numel() for p in ref.parameters())  # 11,177,538
+    ref.load_state_dict({k.removeprefix("body."): v for k, v in bb.state_dict().items() if k.startswith("body.")}
+                        | {"fc.weight": bb.fc.weight, "fc.bias": bb.fc.bias})
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(bb.eval()(x), ref.eval()(x), atol=1e-5)
+    assert bb.forward_features(x).shape == (2, 512, 2, 2)
 
 
 # ----------------------------------------------------------------------------- layers

@@ -4,6 +4,7 @@ from ._registry import create_model, is_model, list_models, register_model
 from .baseline import BaselineDetector
 from .efficientnet_lite import has_pretrained, load_pretrained
 from .fdftnet import FDFtNet, FineTuneTransformer, MBHead
+from .resnet import *
 from .resnetv2 import *
 from .shallownet import *
 from .squeezenet import *
