@@ -203,6 +203,63 @@ def fewshot(runs: list[dict]):
     return lines, agg, ks, variants
 
 
+SWEEP_ORDER = ("fdftnet", "fdftnet-adapt", "baseline-head", "baseline-full", "linear-probe")
+
+
+def sweep_tables(sweep: dict) -> list[str]:
+    """A `fdftnet sweep` JSON: per metric, k down, methods across, mean ± sd over the seeds that finished (n);
+    then each FDFtNet method minus the fully fine-tuned baseline, paired by seed (same shots, same test images)."""
+    runs = sweep["runs"]
+    methods = [m for m in SWEEP_ORDER if any(r["method"] == m for r in runs)]
+    ks = sorted({r["k"] for r in runs})
+    cell = defaultdict(dict)
+    for r in runs:
+        cell[(r["method"], r["k"])][r["seed"]] = r
+    lines = []
+    for metric, name in (("acc", "ACC %"), ("auroc", "AUROC %")):
+        lines += [f"**{name}** (mean ± sd over seeds; n = seeds finished)", "",
+                  "| k per class | " + " | ".join(methods) + " | n |", "|---|" + "---|" * (len(methods) + 1)]
+        for k in ks:
+            cells = [mean_std([r[metric] for r in cell[(m, k)].values()]) for m in methods]
+            lines.append(f"| {k} | " + " | ".join(cells) + f" | {min(len(cell[(m, k)]) for m in methods)} |")
+        lines.append("")
+    ref = "baseline-full"
+    pairs = [m for m in ("fdftnet", "fdftnet-adapt") if m in methods]
+    if ref in methods and pairs:
+        lines += [f"Paired by seed against `{ref}` (the method minus it; seeds where the method is higher):", "",
+                  "| k | method | Δ ACC (pts) | Δ AUROC (pts) | seeds ahead in AUROC |", "|---|---|---|---|---|"]
+        for k in ks:
+            for m in pairs:
+                seeds = sorted(set(cell[(m, k)]) & set(cell[(ref, k)]))
+                if not seeds:
+                    continue
+                d = {key: [cell[(m, k)][s][key] - cell[(ref, k)][s][key] for s in seeds] for key in ("acc", "auroc")}
+                lines.append(f"| {k} | {m} | {100 * statistics.mean(d['acc']):+.2f} | "
+                             f"{100 * statistics.mean(d['auroc']):+.2f} | {sum(v > 0 for v in d['auroc'])} of {len(seeds)} |")
+        lines.append("")
+    return lines
+
+
+def sweep_figure(sweep: dict, metric: str) -> go.Figure:
+    """Mean over seeds vs k, one line per method, with a ±1 sd band."""
+    fig = go.Figure()
+    for m in [m for m in SWEEP_ORDER if any(r["method"] == m for r in sweep["runs"])]:
+        rows = [r for r in sweep["summary"] if r["method"] == m and r[f"{metric}_mean"] is not None]
+        ks = [r["k"] for r in rows]
+        mu = [r[f"{metric}_mean"] for r in rows]
+        sd = [r[f"{metric}_sd"] or 0.0 for r in rows]
+        line = fig.add_trace(go.Scatter(x=ks, y=mu, mode="lines+markers", name=m, legendgroup=m))
+        color = line.data[-1].line.color
+        fig.add_trace(go.Scatter(x=ks + ks[::-1], y=[a + b for a, b in zip(mu, sd)] + [a - b for a, b in zip(mu, sd)][::-1],
+                                 fill="toself", line=dict(width=0, color=color), opacity=0.15, legendgroup=m,
+                                 showlegend=False, hoverinfo="skip"))
+    ks = sorted({r["k"] for r in sweep["runs"]})
+    fig.update_layout(title=f"{metric.upper()} vs shots per class (mean ± sd over seeds)",
+                      xaxis_title="shots per class (k real + k fake)", yaxis_title=metric.upper(), xaxis_type="log")
+    fig.update_xaxes(tickvals=ks, ticktext=[str(k) for k in ks])
+    return fig
+
+
 def fewshot_robustness_tables(rob: dict, order: list[str], first: dict | None = None) -> list[str]:
     """bench.fewshot_robustness's sweep as two tables (AUROC, ACC): per method, mean ± sd over its seeds, clean and
     under each corruption level (the clean row once). `first` (key -> test metrics of the jobs in bench/results/jobs),
@@ -307,6 +364,21 @@ def render(results: Path) -> Path:
                               yaxis_title=metric.upper(), xaxis_type="log")
             fig.update_xaxes(tickvals=ks, ticktext=[str(k) for k in ks])
             out += [_save(fig, results, f"fewshot_{metric}"), ""]
+    for path in sorted(results.glob("sweep_*.json")):
+        sw = json.loads(path.read_text())
+        c, name = sw["config"], path.stem.removeprefix("sweep_")
+        n_test = sw["runs"][0]["n_test"] if sw["runs"] else 0
+        out += [f"## Few-shot sweep on {name}: every method from `{c['init_from']}` (`{path.name}`)", "",
+                f"`fdftnet sweep` (`python -m bench.reproduce --only sweep`): for each seed, k real + k fake images "
+                f"are drawn from {c.get('train_split') or 'the finetune split'} (nested: the k = 5 images are among the "
+                f"k = 10 ones), every method is fine-tuned from the same starting model on exactly those images for "
+                f"{c['steps']} optimizer steps, and all are scored on the same {n_test:,} held-out images. A user with "
+                f"k examples has nothing else to pick an epoch or a threshold with, so neither does the sweep: ACC uses "
+                f"a threshold calibrated on the k training images; AUROC needs none. Training time: "
+                f"{sw['seconds'] / 60:.0f} min on {sw.get('device') or 'the CPU'}.", ""]
+        out += sweep_tables(sw)
+        for metric in ("acc", "auroc"):
+            out += [_save(sweep_figure(sw, metric), results, f"{path.stem}_{metric}"), ""]
     first = {r["key"]: r["test"] for r in runs}
     for path in sorted(results.glob("fewshot_robustness_k*.json")):
         rob = json.loads(path.read_text())

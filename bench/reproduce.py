@@ -141,6 +141,26 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
     return jobs
 
 
+def sweep_configs(args, results: Path) -> list:
+    """The few-shot sweeps (fdftnet.sweep, the code behind `fdftnet sweep`): the shipped default's baseline and
+    FDFtNet, fine-tuned on gan64 with k = 5..100 shots per class by every method, scored on gan64/test."""
+    from fdftnet.sweep import METHODS, SweepConfig
+    return [SweepConfig(data=str(Path(args.data) / "gan64"), init_from="default-baseline", shots=args.sweep_shots,
+                        seeds=args.sweep_seeds, methods=list(METHODS), out=str(results / "sweep_gan64.json"),
+                        work_dir=str(Path(args.runs) / "sweep"), device=args.device, limit=args.limit)]
+
+
+def run_sweeps(args, results: Path) -> None:
+    from fdftnet.sweep import run_sweep
+    for cfg in sweep_configs(args, results):
+        for ev in run_sweep(cfg):
+            if ev["type"] == "start":
+                print(f"sweep {cfg.out}: {ev['runs']} runs, {ev['done']} done", flush=True)
+            elif ev["type"] == "run":
+                print(f"  {ev['method']} k={ev['k']} seed {ev['seed']}: acc {ev['acc']:.4f} auroc {ev['auroc']:.4f}",
+                      flush=True)
+
+
 def _selected(j: dict, args) -> bool:
     """A job (or a job's record) that --match and --only let through."""
     return ((not args.match or any(m in j["key"] for m in args.match))
@@ -324,6 +344,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrained-ft-epochs", type=int, default=6, help="FDFtNet epochs (one-cycle) on them")
     ap.add_argument("--peer-epochs", type=int, default=12,
                     help="the torchvision ResNet-18 peer, from scratch at 64 px with the baseline's recipe (0: none)")
+    ap.add_argument("--sweep-shots", type=_int_list, default=[5, 10, 25, 50, 100], help="the sweep group's k")
+    ap.add_argument("--sweep-seeds", type=int, default=5, help="the sweep group's seeds")
     ap.add_argument("--ablation-backbone", default="shallownetv3")
     ap.add_argument("--ablation-shots", type=_int_list, default=ABLATION_SHOTS,
                     help="fine-tune shot counts per class for the shots ablation (1000, all, is the main run)")
@@ -345,7 +367,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=100, help="gan64: images per class held out for early stopping")
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,long,pretrained,ablation,fewshot")
+    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,long,pretrained,ablation,fewshot,sweep")
     ap.add_argument("--match", type=lambda s: s.split(","), help="only jobs whose key contains one of these")
     ap.add_argument("--plan", action="store_true", help="list the jobs and exit")
     ap.add_argument("--report-only", action="store_true")
@@ -401,6 +423,8 @@ def main(argv=None) -> int:
             print(f"  test acc {t['acc']:.4f} auroc {t['auroc']:.4f} ({rec['wall_s']:.0f}s)", flush=True)
             write_json(results / "reproduce.json", gather(results))
     write_json(results / "reproduce.json", gather(results))
+    if not args.report_only and not args.recalibrate and not args.match and (not args.only or "sweep" in args.only):
+        run_sweeps(args, results)
     if args.no_report:
         return 0
     from bench.report import render

@@ -323,12 +323,19 @@ def format_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _write(cfg: SweepConfig, runs: list[dict], seconds: float) -> None:
+def _write(cfg: SweepConfig, runs: list[dict], seconds: float, device: str) -> None:
     if cfg.out:
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
         write_json(cfg.out, {"config": asdict(cfg), "runs": runs, "summary": summarize(runs),
                              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             "seconds": seconds})
+                             "seconds": seconds, "device": device})
+
+
+def device_name(device: str) -> str:
+    """'cpu (2 threads)' or the GPU's name: where a sweep's times were measured."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def run_sweep(cfg: SweepConfig) -> Iterator[dict]:
@@ -370,7 +377,7 @@ def run_sweep(cfg: SweepConfig) -> Iterator[dict]:
                         if ev["type"] == "run":
                             record = {k2: v for k2, v in ev.items() if k2 != "type"}
                             runs.append(record)
-                            _write(saved, runs, time.time() - t_start + prior)
+                            _write(saved, runs, time.time() - t_start + prior, device_name(device))
                             if not cfg.keep_models:
                                 shutil.rmtree(out, ignore_errors=True)
                         yield ev

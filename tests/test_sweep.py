@@ -129,3 +129,12 @@ def test_cli_streams_json_lines_and_a_table(upload, tiny_baseline_dir, tmp_path,
     assert "no dataset folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sweep", "--data", str(upload), "--shots", "5,x"])
+
+
+def test_report_renders_a_sweep_from_its_json():
+    from bench.report import sweep_tables
+    runs = [dict(method=m, k=k, seed=s, acc=a, auroc=a, ap=a) for m, base in (("fdftnet", 0.8), ("baseline-full", 0.7))
+            for k in (5, 10) for s, a in enumerate([base, base + 0.1])]
+    lines = sweep_tables({"runs": runs, "summary": summarize(runs)})
+    assert "| 5 | 85.00 ± 7.07 | 75.00 ± 7.07 | 2 |" in lines
+    assert "| 10 | fdftnet | +10.00 | +10.00 | 2 of 2 |" in lines
