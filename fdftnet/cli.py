@@ -9,7 +9,7 @@
     fdftnet predict --model runs/sq-ft --json photo.jpg  # JSON Lines, one object per file
     fdftnet predict --whole-image crop.png               # no face detection: the centre square as is
     fdftnet crop-faces photos/ data/mine                 # photos/{real,fake} -> data/mine/finetune/{real,fake}
-    fdftnet sweep --data ../shared/data/gan64 --shots 5,10,25 --seeds 3 --json sweep.json  # methods vs k shots
+    fdftnet sweep --data my-upload --json sweep.json     # my-upload/{real,fake}: each method vs k = 5, 10, 20 shots
     fdftnet push --model runs/sq-ft --repo-id user/fdftnet-sq --dry-run
     fdftnet pull --repo-id user/fdftnet-sq --out models/sq-ft
 
@@ -154,10 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the baseline every method starts from (default: {DEFAULT_BASELINE}, the shipped one)")
     p.add_argument("--fdftnet-from", metavar="MODEL", help="the trained FDFtNet that method fdftnet-adapt fine-tunes "
                    f"(default with the shipped baseline: {DEFAULT})")
-    p.add_argument("--shots", type=_int_list, default=[5, 10, 25, 50, 100], metavar="K,K,...")
+    p.add_argument("--shots", type=_int_list, default=[5, 10, 20], metavar="K,K,...",
+                   help="k per class (default 5,10,20: room for a held-out set in an upload of 2 x 60)")
     p.add_argument("--methods", default="fdftnet,baseline-head,baseline-full,linear-probe", metavar="M,M,...",
                    help="of fdftnet, fdftnet-adapt, baseline-head, baseline-full, linear-probe")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1: each its own held-out split and shots")
+    p.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1: each its own held-out split and shots")
     p.add_argument("--train-split", help="the pool shots are drawn from (default: finetune, train, or ROOT itself)")
     p.add_argument("--test-split", help="scored on (default: test, or the pool's images beyond the largest k)")
     p.add_argument("--steps", type=int, default=60, help="optimizer steps of every trained run, whatever k")

@@ -67,9 +67,9 @@ class SweepConfig:
     init_from: str = "default-baseline"  # the baseline every method starts from (folder, Hub id or shipped name)
     fdftnet_from: str | None = None     # the trained FDFtNet "fdftnet-adapt" keeps fine-tuning (None: "default"
                                         # when init_from is "default-baseline")
-    shots: list[int] = field(default_factory=lambda: [5, 10, 25, 50, 100])  # k per class
+    shots: list[int] = field(default_factory=lambda: [5, 10, 20])  # k per class (an upload of 2 x 60 has room)
     methods: list[str] = field(default_factory=lambda: ["fdftnet", "baseline-head", "baseline-full", "linear-probe"])
-    seeds: int = 3                      # seeds 0 .. seeds-1: each its own split, shots, init and batch order
+    seeds: int = 2                      # seeds 0 .. seeds-1: each its own split, shots, init and batch order
     train_split: str | None = None      # the pool: None = "finetune" if ROOT has it, else "train", else ROOT itself
     test_split: str | None = None       # None = "test" if ROOT has it, else the pool's images beyond the largest k
     steps: int = 60                     # optimizer steps of every trained method, whatever k
