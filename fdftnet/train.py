@@ -26,7 +26,8 @@ from . import distributed as dist
 from .card import write_model_card
 from .hub import source_info
 from .checkpoint import has_checkpoint, load_model, read_resume_state, save_checkpoint, save_resume_state
-from .data import AugmentConfig, Batches, ImageSet, load_hf_dataset, load_image_folder, sample_shots
+from .data import (FAKE, PSEUDO_FAKE_KINDS, REAL, AugmentConfig, Batches, ImageSet, PseudoFakeBatches, SelfBlendConfig,
+                   load_hf_dataset, load_image_folder, pseudo_fake_set, sample_shots)
 from .inference import predict_tensor
 from .metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
 from .models import BaselineDetector, FDFtNet, load_pretrained
@@ -100,6 +101,13 @@ class TrainConfig:
     cutout: bool | None = None          # None: same as augment
     cutout_holes: int = 3               # alpha: holes drawn from 0..alpha
     cutout_scale: int = 10              # beta: side 4*U{1..beta} px (5 for PGGAN, 10 for Deepfake/Face2Face)
+    # --- pseudo-fakes made on the fly from the batch's reals (Self-Blended Images, fdftnet/data/selfblend.py)
+    pseudo_fakes: str | None = None     # "self-blend", or None: real fakes only (the paper's setting)
+    reals_only: bool = False            # the fake class is all pseudo-fakes: fakes in the training split are ignored,
+                                        # a fake/ folder may be absent; a batch of B reals trains on 2B images
+    pseudo_ratio: float = 0.5           # without reals_only: the fraction of each batch's fakes replaced by
+                                        # pseudo-fakes (real fakes keep the rest)
+    self_blend: dict = field(default_factory=dict)  # SelfBlendConfig overrides (JSON-able); {}: its defaults
     # --- run
     seed: int = 0                       # seeds init, shot sampling, batch order and augmentation
     device: str = "auto"                # "auto": cuda if available, else cpu
@@ -130,6 +138,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if (self.data is None) == (self.hf_dataset is None):
             raise ValueError("give exactly one of data (an image-folder root) or hf_dataset")
+        if self.pseudo_fakes is not None and self.pseudo_fakes not in PSEUDO_FAKE_KINDS:
+            raise ValueError(f"pseudo_fakes must be one of {', '.join(PSEUDO_FAKE_KINDS)} or None, "
+                             f"got {self.pseudo_fakes!r}")
+        if self.reals_only and self.pseudo_fakes is None:
+            raise ValueError("reals-only training needs pseudo-fakes to make its fake class: add --pseudo-fakes self-blend")
+        if not 0 <= self.pseudo_ratio <= 1:
+            raise ValueError(f"pseudo_ratio must be in [0, 1], got {self.pseudo_ratio}")
+        self.self_blend = SelfBlendConfig.from_dict(self.self_blend).to_dict()  # checked, and complete in training.json
         self.ftt_channels = tuple(int(c) for c in self.ftt_channels)
         if self.train_split is None:
             self.train_split = "train" if self.stage == "pretrain" else "finetune"
@@ -148,12 +164,14 @@ class TrainConfig:
 
 # ----------------------------------------------------------------------------- data
 
-def load_split(cfg: TrainConfig, split: str, limit: int | None = None) -> ImageSet:
-    """One split of the configured image folder or Hugging Face dataset, decoded into memory."""
+def load_split(cfg: TrainConfig, split: str, limit: int | None = None, require_fake: bool = True) -> ImageSet:
+    """One split of the configured image folder or Hugging Face dataset, decoded into memory.
+    require_fake=False: a split with real images only is accepted (pseudo-fake training)."""
     if cfg.data is not None:
-        return load_image_folder(cfg.data, split, limit=limit)
+        return load_image_folder(cfg.data, split, limit=limit, require_fake=require_fake)
     return load_hf_dataset(cfg.hf_dataset, split, image_column=cfg.image_column, label_column=cfg.label_column,
-                           real_label=cfg.real_label, fake_label=cfg.fake_label, limit=limit)
+                           real_label=cfg.real_label, fake_label=cfg.fake_label, limit=limit,
+                           require_fake=require_fake)
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -269,6 +287,9 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     else:  # a streamed split (fdftnet.data.StreamBatches), already sharded per rank
         batches = train.configure(**batching)
     steps = len(batches) if hasattr(batches, "__len__") else None  # unknown for a stream
+    if cfg.pseudo_fakes:  # self-blends of the (augmented) reals of each batch
+        batches = PseudoFakeBatches(batches, SelfBlendConfig.from_dict(cfg.self_blend), reals_only=cfg.reals_only,
+                                    ratio=cfg.pseudo_ratio, seed=cfg.seed, rank=dist.rank())
     opt, sched = _make_optimizer(model, cfg, steps)
     per_step = isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
     if cfg.resume and (saved := read_resume_state(out)) is not None:
@@ -284,7 +305,8 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     use_amp = cfg.amp and device.startswith("cuda")
     info = dict(info or {})
     yield {"type": "start", "epochs": cfg.epochs, "steps": steps, "start_epoch": state["epoch"], "device": device,
-           "n_train": len(train) if isinstance(train, ImageSet) else None, "n_val": len(val), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+           "n_train": len(train) if isinstance(train, ImageSet) else None, "n_val": len(val), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+           "notes": info.get("notes", [])}
     stopped_early = False
     samples = dist.SampleLog()  # FDFTNET_DEBUG_SAMPLES=DIR: what each rank trained on (tests)
     for epoch in range(state["epoch"], cfg.epochs):
@@ -363,9 +385,17 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
 
 # ----------------------------------------------------------------------------- stages
 
-def _split_holdout(data: ImageSet, per_class: int, seed: int) -> tuple[ImageSet, ImageSet]:
-    """(rest, held-out) with `per_class` images of each class held out, drawn with the seed."""
-    held = sample_shots(data.labels, per_class, seed + 7)
+def _shots(labels: torch.Tensor, k: int, seed: int, reals_only: bool) -> torch.Tensor:
+    """sample_shots, or with reals_only `k` reals alone (the same draw sample_shots makes for the reals)."""
+    if not reals_only:
+        return sample_shots(labels, k, seed)
+    return sample_shots(torch.cat([labels, torch.full((k,), FAKE)]), k, seed)[:k]
+
+
+def _split_holdout(data: ImageSet, per_class: int, seed: int, reals_only: bool = False) -> tuple[ImageSet, ImageSet]:
+    """(rest, held-out) with `per_class` images of each class (reals_only: of the reals) held out, drawn with the
+    seed."""
+    held = _shots(data.labels, per_class, seed + 7, reals_only)
     mask = torch.ones(len(data), dtype=torch.bool)
     mask[held] = False
     return data.subset(torch.nonzero(mask).flatten()), data.subset(held)
@@ -381,21 +411,41 @@ def load_data(cfg: TrainConfig):
                               label_column=cfg.label_column, real_label=cfg.real_label, fake_label=cfg.fake_label,
                               limit=cfg.limit)
         return train, load_split(cfg, cfg.val_split, cfg.limit)
-    train = load_split(cfg, cfg.train_split, cfg.limit)
+    train = load_split(cfg, cfg.train_split, cfg.limit, require_fake=not cfg.reals_only)
+    if cfg.reals_only:  # the fake class is made from the reals: real fakes, if any, are not trained on
+        train = train.subset(torch.nonzero(train.labels == REAL).flatten())
     if cfg.holdout:
-        train, val = _split_holdout(train, cfg.holdout, cfg.seed)
+        train, val = _split_holdout(train, cfg.holdout, cfg.seed, cfg.reals_only)
     elif cfg.val_split:
-        val = load_split(cfg, cfg.val_split, cfg.limit)
+        val = load_split(cfg, cfg.val_split, cfg.limit, require_fake=not cfg.pseudo_fakes)
     else:
         raise ValueError("no validation data: give a validation split or a holdout size")
+    if cfg.pseudo_fakes and val.counts()["fake"] == 0:  # only reals to validate on: early stopping and the
+        # threshold need a fake class, so these reals get one fixed self-blend each (made once, seeded)
+        val = pseudo_fake_set(val, SelfBlendConfig.from_dict(cfg.self_blend), seed=cfg.seed + PSEUDO_VAL_SEED)
     if cfg.shots is not None:
-        train = train.subset(sample_shots(train.labels, cfg.shots, cfg.seed))
+        train = train.subset(_shots(train.labels, cfg.shots, cfg.seed, cfg.reals_only))
     return train, val
 
 
+PSEUDO_VAL_SEED = 104_729  # offset of the fixed validation pseudo-fakes' seed from cfg.seed
+
+
 def _data_info(cfg: TrainConfig, train: ImageSet, val: ImageSet) -> dict:
-    return {"data": cfg.data or cfg.hf_dataset, "train_split": cfg.train_split, "val_split": cfg.val_split,
+    info = {"data": cfg.data or cfg.hf_dataset, "train_split": cfg.train_split, "val_split": cfg.val_split,
             "train_counts": train.counts() if isinstance(train, ImageSet) else "streamed", "val_counts": val.counts(), "shots": cfg.shots, "seed": cfg.seed}
+    if not cfg.pseudo_fakes:
+        return info
+    notes = [f"training fakes: {'all' if cfg.reals_only else f'{cfg.pseudo_ratio:.0%} of each batch'} "
+             f"self-blended from the batch's reals" + (" (real fakes in the split, if any, ignored)" if cfg.reals_only else "")]
+    n_pseudo = sum(p.startswith("self-blend:") for p in val.paths)
+    where = f"the hold-out of {cfg.train_split}" if cfg.holdout else f"validation split {cfg.val_split}"
+    if n_pseudo:
+        notes.append(f"{where} has no fakes: validating on its {len(val) - n_pseudo} reals + {n_pseudo} "
+                     f"self-blended pseudo-fakes made once (seed {cfg.seed + PSEUDO_VAL_SEED}); test on real fakes")
+    else:
+        notes.append(f"validating on real fakes ({where})")
+    return {**info, "pseudo_fakes": cfg.pseudo_fakes, "pseudo_validation": n_pseudo > 0, "notes": notes}
 
 
 def new_baseline(cfg: TrainConfig) -> BaselineDetector:

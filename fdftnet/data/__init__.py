@@ -14,3 +14,6 @@ from .images import (
 )
 from .loader import CLASS_NAMES, FAKE, REAL, Batches, ImageSet, sample_shots, seeded_subset
 from .stream import StreamBatches
+from .selfblend import (
+    PSEUDO_FAKE_KINDS, PseudoFakeBatches, SelfBlendConfig, face_mask, pseudo_fake_set, self_blend, self_blend_arrays,
+)

@@ -55,7 +55,7 @@ def _image_files(folder: str) -> list[str]:
 
 
 def list_image_folder(root: str | os.PathLike, split: str, limit: int | None = None,
-                      seed: int = 0) -> list[tuple[str, int]]:
+                      seed: int = 0, require_fake: bool = True) -> list[tuple[str, int]]:
     """(path, label) pairs for ROOT/SPLIT/real (label 0) then ROOT/SPLIT/fake (label 1).
 
     Args:
@@ -63,18 +63,25 @@ def list_image_folder(root: str | os.PathLike, split: str, limit: int | None = N
         limit: at most this many images PER CLASS. They are a seeded random sample (seed 0 by
             default) of the sorted file list, not its first `limit` files: files are usually named
             by video, so a prefix would hold only a few videos. Same files on every call.
+        require_fake: False lets fake/ be absent or empty (a reals-only split, for self-blended
+            pseudo-fakes); real/ is always required.
     Class folders are matched case-insensitively and searched recursively.
     """
     base = split_dir(root, split)
     found = {d.lower(): d for d in reversed(_subdirs(base))}  # exact lower-case name wins
-    missing = [c for c in CLASS_NAMES if c not in found]
+    needed = CLASS_NAMES if require_fake else CLASS_NAMES[:1]
+    missing = [c for c in needed if c not in found]
     if missing:
         raise DataError(f"expects {base}/real and {base}/fake; missing {', '.join(missing)} "
                         f"(found: {', '.join(_subdirs(base)) or 'nothing'})")
     pairs = []
     for label, cls in enumerate(CLASS_NAMES):
+        if cls not in found:
+            continue
         folder = os.path.join(base, found[cls])
         files = _image_files(folder)
+        if not files and cls not in needed:
+            continue
         if not files:
             raise DataError(f"no images in {folder} (extensions: {' '.join(IMAGE_EXTENSIONS)})")
         pairs += [(files[i], label) for i in seeded_subset(len(files), limit, seed)]
@@ -82,18 +89,19 @@ def list_image_folder(root: str | os.PathLike, split: str, limit: int | None = N
 
 
 def load_image_folder(root: str | os.PathLike, split: str, limit: int | None = None,
-                      size: int = 64, on_error: str = "raise", seed: int = 0) -> ImageSet:
+                      size: int = 64, on_error: str = "raise", seed: int = 0,
+                      require_fake: bool = True) -> ImageSet:
     """Decode ROOT/SPLIT/{real,fake} into an ImageSet (see `list_image_folder` for `limit`).
 
     Args:
         on_error: "raise" -> the first unreadable file raises DataError naming it;
             "skip" -> it is left out and listed in `ImageSet.skipped`.
     """
-    pairs = list_image_folder(root, split, limit=limit, seed=seed)
+    pairs = list_image_folder(root, split, limit=limit, seed=seed, require_fake=require_fake)
     paths = [p for p, _ in pairs]
     arrays, kept, skipped = decode_all(paths, paths, size=size, on_error=on_error)
     return make_imageset(arrays, [pairs[i][1] for i in kept], [paths[i] for i in kept], skipped,
-                         os.path.join(os.fspath(root), split))
+                         os.path.join(os.fspath(root), split), require_fake=require_fake)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,8 +193,8 @@ def _source(value, fallback: str) -> tuple[Any, str]:
 def load_hf_dataset(name_or_dir: str | os.PathLike, split: str, image_column: str = "image",
                     label_column: str = "label", real_label: Any = "real", fake_label: Any = "fake",
                     limit: int | None = None, size: int = 64, streaming: bool = False,
-                    cache_dir: str | None = None, on_error: str = "raise", seed: int = 0
-                    ) -> ImageSet:
+                    cache_dir: str | None = None, on_error: str = "raise", seed: int = 0,
+                    require_fake: bool = True) -> ImageSet:
     """Decode a Hugging Face dataset split (Hub name or local imagefolder tree) into an ImageSet.
 
     Args:
@@ -200,6 +208,7 @@ def load_hf_dataset(name_or_dir: str | os.PathLike, split: str, image_column: st
             ones met when streaming.
         streaming: read row by row (`iter_hf_dataset`) instead of preparing the Arrow cache.
         on_error: "raise" or "skip" for unreadable images, as in `load_image_folder`.
+        require_fake: False accepts a split with no fake rows (reals only, for pseudo-fakes).
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -215,7 +224,7 @@ def load_hf_dataset(name_or_dir: str | os.PathLike, split: str, image_column: st
                 continue
             arrays.append(arr), labels.append(label), paths.append(name)
         stack = np.stack(arrays) if arrays else np.empty((0, size, size, 3), np.uint8)
-        return make_imageset(stack, labels, paths, skipped, where)
+        return make_imageset(stack, labels, paths, skipped, where, require_fake=require_fake)
     ds, names = _prepare(_open_hf(name_or_dir, split, False, cache_dir), image_column,
                          label_column, where)
     raw = list(ds[label_column])  # reads the label column only
@@ -231,7 +240,7 @@ def load_hf_dataset(name_or_dir: str | os.PathLike, split: str, image_column: st
     arrays, kept, skipped = decode_all([s for s, _ in sources], [n for _, n in sources],
                                        size=size, on_error=on_error)
     return make_imageset(arrays, [labels[idx[k]] for k in kept], [sources[k][1] for k in kept],
-                         skipped, where)
+                         skipped, where, require_fake=require_fake)
 
 
 def _stream(name_or_dir, split, image_column, label_column, real_label, fake_label, limit, size,

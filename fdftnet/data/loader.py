@@ -73,12 +73,13 @@ def seeded_subset(n: int, limit: int | None, seed: int = 0) -> list[int]:
 
 
 def make_imageset(arrays: np.ndarray, labels: Sequence[int], paths: list[str],
-                  skipped: list[str], where: str) -> ImageSet:
-    """Wrap decoded arrays; a class left empty (everything skipped) is a DataError."""
+                  skipped: list[str], where: str, require_fake: bool = True) -> ImageSet:
+    """Wrap decoded arrays; a class left empty (everything skipped) is a DataError, except the fake
+    class when require_fake is False (a reals-only split)."""
     labels_t = torch.as_tensor(list(labels), dtype=torch.long)
     imgs = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()  # (N, H, W, 3) -> (N, 3, H, W)
     data = ImageSet(imgs, labels_t, paths, skipped)
-    empty = [name for name, n in data.counts().items() if n == 0]
+    empty = [name for name, n in data.counts().items() if n == 0 and (require_fake or name != "fake")]
     if empty:
         note = f" ({len(skipped)} unreadable skipped)" if skipped else ""
         raise DataError(f"no {' or '.join(empty)} images in {where}{note}")
