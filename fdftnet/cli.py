@@ -64,6 +64,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on GPU")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
+    pf = p.add_argument_group("pseudo-fakes (self-blended images, docs/selfblend.md)")
+    pf.add_argument("--pseudo-fakes", choices=["self-blend"],
+                    help="make fakes on the fly from each batch's reals: a face blended with a changed copy of itself")
+    pf.add_argument("--reals-only", action="store_true",
+                    help="with --pseudo-fakes: the fake class is all pseudo-fakes; the training split needs only real/")
+    pf.add_argument("--pseudo-ratio", type=float, metavar="R",
+                    help="with --pseudo-fakes, without --reals-only: the fraction of each batch's fakes replaced by "
+                         "pseudo-fakes (default 0.5)")
 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
@@ -219,7 +227,7 @@ def _train_config(args, stage: str):
     keys = ["data", "hf_dataset", "image_column", "label_column", "real_label", "fake_label", "train_split",
             "val_split", "limit", "out", "epochs", "batch_size", "optimizer", "lr", "patience", "monitor",
             "grad_accum", "precise_bn", "device", "seed", "amp", "resume", "overwrite", "augment", "streaming",
-            "schedule", "weight_decay", "augment_policy"]
+            "schedule", "weight_decay", "augment_policy", "pseudo_fakes", "reals_only", "pseudo_ratio"]
     if stage == "pretrain":
         keys += ["backbone", "pretrained", "input_size"]
     else:
@@ -227,6 +235,9 @@ def _train_config(args, stage: str):
                  "se_on_expanded", "cutout", "cutout_holes", "cutout_scale"]
     kw = {k: getattr(args, k) for k in keys}
     kw = {k: v for k, v in kw.items() if v is not None}
+    if kw.get("pseudo_ratio") is not None and (not kw.get("pseudo_fakes") or kw.get("reals_only")):
+        raise ValueError("--pseudo-ratio mixes pseudo-fakes with real fakes: it needs --pseudo-fakes and not "
+                         "--reals-only (which makes every fake a pseudo-fake)")
     return TrainConfig(stage=stage, **kw)
 
 
@@ -245,6 +256,8 @@ def _cmd_train(args) -> int:
                 print(f"{args.command}: {ev['n_train'] or 'streamed'} train / {ev['n_val']} validation images, "
                       f"{ev['trainable']:,} trainable parameters, device {ev['device']}, "
                       f"epochs {ev['start_epoch'] + 1}..{ev['epochs']}", flush=True)
+                for note in ev.get("notes", []):
+                    print(f"note: {note}", flush=True)
                 total = (ev["epochs"] - ev["start_epoch"]) * ev["steps"] if ev["steps"] else None
                 bar = tqdm(total=total, unit="step", leave=False,
                            dynamic_ncols=True, disable=None)
