@@ -70,6 +70,8 @@ def plan(args) -> list[dict]:
         jobs.append(job("dfdc64/resnet18/pretrained/scratch-peer", "pretrained", "pretrain", "dfdc64", "dfdc64",
                         "resnet18", "scratch-peer", backbone_name="resnet18",
                         **{**PRETRAINED_BASELINE, "pretrained": False, "input_size": 64, "epochs": args.peer_epochs}))
+    for bb in args.selfblend_backbones:  # issue #21: reals only, the fakes self-blended (opt-in: CPU-hours)
+        jobs += selfblend_jobs(bb, args)
     ab = args.ablation_backbone
     base = f"dfdc64/{ab}/baseline"
     variants = {"no-ftt": dict(use_ftt=False), "no-mbblock": dict(mb_blocks=0), "no-cutout": dict(cutout=False),
@@ -139,6 +141,21 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
         jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-{px}px", g, "pretrain", "dfdc64", "dfdc64", bb,
                         f"baseline-{px}px", backbone_name=bb, **{**PRETRAINED_BASELINE, **size, "input_size": px}))
     return jobs
+
+
+def selfblend_jobs(bb: str, args) -> list[dict]:
+    """dfdc64, the pretrained baseline's recipe with self-blended pseudo-fakes (docs/selfblend.md). reals-only:
+    trained on dfdc64/train's reals alone, validated on a hold-out of them + fixed self-blends, so no DFDC fake is
+    seen before the test; a batch of 32 reals becomes 64 images (the baseline's batch) and an epoch as many steps
+    as the baseline's. mixed: the baseline's own data, `--selfblend-ratio` of each batch's fakes self-blended."""
+    g = "selfblend"
+    recipe = {**PRETRAINED_BASELINE, "input_size": args.pretrained_size, "pseudo_fakes": "self-blend"}
+    return [job(f"dfdc64/{bb}/selfblend/reals-only", g, "pretrain", "dfdc64", "dfdc64", bb, "reals-only",
+                backbone_name=bb, **{**recipe, "epochs": args.selfblend_epochs, "reals_only": True,
+                                     "batch_size": PRETRAINED_BASELINE["batch_size"] // 2, "val_split": None,
+                                     "holdout": args.selfblend_holdout}),
+            job(f"dfdc64/{bb}/selfblend/mixed", g, "pretrain", "dfdc64", "dfdc64", bb, "mixed", backbone_name=bb,
+                **{**recipe, "epochs": args.pretrained_epochs, "pseudo_ratio": args.selfblend_ratio})]
 
 
 def sweep_configs(args, results: Path) -> list:
@@ -344,6 +361,13 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrained-ft-epochs", type=int, default=6, help="FDFtNet epochs (one-cycle) on them")
     ap.add_argument("--peer-epochs", type=int, default=12,
                     help="the torchvision ResNet-18 peer, from scratch at 64 px with the baseline's recipe (0: none)")
+    ap.add_argument("--selfblend-backbones", type=lambda s: [b for b in s.split(",") if b], default=[],
+                    help="pretrained backbones of the 'selfblend' group (default: none; docs/selfblend.md ran "
+                         "efficientnet_lite0)")
+    ap.add_argument("--selfblend-epochs", type=int, default=3, help="its reals-only run's epochs (one-cycle)")
+    ap.add_argument("--selfblend-holdout", type=int, default=500,
+                    help="its reals-only run: train reals held out (with one self-blend each) for validation")
+    ap.add_argument("--selfblend-ratio", type=float, default=0.5, help="its mixed run: pseudo share of the fakes")
     ap.add_argument("--sweep-shots", type=_int_list, default=[5, 10, 25, 50, 100], help="the sweep group's k")
     ap.add_argument("--sweep-seeds", type=int, default=5, help="the sweep group's seeds")
     ap.add_argument("--ablation-backbone", default="shallownetv3")
@@ -367,7 +391,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=100, help="gan64: images per class held out for early stopping")
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,long,pretrained,ablation,fewshot,sweep")
+    ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,long,pretrained,selfblend,ablation,fewshot,sweep")
     ap.add_argument("--match", type=lambda s: s.split(","), help="only jobs whose key contains one of these")
     ap.add_argument("--plan", action="store_true", help="list the jobs and exit")
     ap.add_argument("--report-only", action="store_true")
