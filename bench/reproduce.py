@@ -151,7 +151,7 @@ def selfblend_jobs(bb: str, args) -> list[dict]:
     g = "selfblend"
     recipe = {**PRETRAINED_BASELINE, "input_size": args.pretrained_size, "pseudo_fakes": "self-blend"}
     return [job(f"dfdc64/{bb}/selfblend/reals-only", g, "pretrain", "dfdc64", "dfdc64", bb, "reals-only",
-                backbone_name=bb, **{**recipe, "epochs": args.selfblend_epochs, "reals_only": True,
+                shots=args.selfblend_reals or None, backbone_name=bb, **{**recipe, "epochs": args.selfblend_epochs, "reals_only": True,
                                      "batch_size": PRETRAINED_BASELINE["batch_size"] // 2, "val_split": None,
                                      "holdout": args.selfblend_holdout}),
             job(f"dfdc64/{bb}/selfblend/mixed", g, "pretrain", "dfdc64", "dfdc64", bb, "mixed", backbone_name=bb,
@@ -365,7 +365,10 @@ def main(argv=None) -> int:
                     help="pretrained backbones of the 'selfblend' group (default: none; docs/selfblend.md ran "
                          "efficientnet_lite0)")
     ap.add_argument("--selfblend-epochs", type=int, default=3, help="its reals-only run's epochs (one-cycle)")
-    ap.add_argument("--selfblend-holdout", type=int, default=500,
+    ap.add_argument("--selfblend-reals", type=int, default=1500,
+                    help="its reals-only run: train reals drawn (seeded) from the rest (0: all 4,000 less the "
+                         "hold-out; 1,500 fit a shared 2-core CPU's evening)")
+    ap.add_argument("--selfblend-holdout", type=int, default=300,
                     help="its reals-only run: train reals held out (with one self-blend each) for validation")
     ap.add_argument("--selfblend-ratio", type=float, default=0.5, help="its mixed run: pseudo share of the fakes")
     ap.add_argument("--sweep-shots", type=_int_list, default=[5, 10, 25, 50, 100], help="the sweep group's k")

@@ -57,9 +57,10 @@ class SelfBlendConfig:
     rgb_shift: float = 0.06  # each channel shifted by U[-v, v] (the paper's RGB shift of ±20/255 ≈ 0.08)
     brightness: float = 0.08  # added U[-v, v]
     contrast: float = 0.15  # about the image mean, scaled by U[1 - v, 1 + v]
-    blur_sigma: tuple[float, float] = (0.5, 1.2)  # px, the "blur" quality change
-    sharpen: tuple[float, float] = (0.5, 1.5)  # unsharp-mask amount, the "sharpen" quality change
-    downscale: tuple[float, float] = (0.4, 0.8)  # side factor of the "down-up" quality change (one per batch)
+    blur_sigma: tuple[float, float] = (0.4, 1.0)  # px, the "blur" quality change
+    sharpen: tuple[float, float] = (0.3, 1.0)  # unsharp-mask amount, the "sharpen" quality change
+    downscale: tuple[float, float] = (0.6, 0.9)  # side factor of the "down-up" quality change (one per batch);
+    #   mild: a 64 px crop has little detail to lose, and an obvious blur is an easy, narrow cue
     # --- source geometry (then blended onto the untouched-geometry target)
     scale: float = 0.05  # source resized by U[1 - v, 1 + v] per axis, about the centre
     shift: float = 0.03  # and translated by U[-v, v] per axis
