@@ -200,6 +200,9 @@ def _training_rows(config: dict, training: dict) -> list[tuple[str, str]]:
                      + (" (the FTT reads the 64x64 crop)" if config["model_type"] == "fdftnet" else "")))
     if cfg.get("schedule"):
         rows.append(("lr schedule", cfg["schedule"]))
+    if cfg.get("pseudo_fakes"):  # docs/selfblend.md
+        rows.append(("pseudo-fakes", f"{cfg['pseudo_fakes']}: " + ("the whole fake class (reals only)" if cfg.get("reals_only")
+                                                                  else f"{cfg.get('pseudo_ratio')} of each batch's fakes")))
     if config["model_type"] == "fdftnet":
         rows += [("backbone frozen", config.get("freeze_backbone")),
                  ("FTT stages (M)", config.get("ftt_stages") if config.get("use_ftt", True) else "none (ablation)"),
@@ -287,6 +290,7 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None, locatio
         shots = info.get("shots", train_cfg.get("shots"))
         prov.append(f"- training images: {counts}" + (f" ({shots} shots per class, seed {info.get('seed')})"
                                                       if shots is not None else ""))
+    prov += [f"- {note}" for note in info.get("notes", [])]  # pseudo-fakes: what the fakes and validation were
     if prov:
         lines += ["## Provenance", ""] + prov + [""]
 

@@ -174,6 +174,9 @@ def test_reals_only_pretrain_writes_a_checkpoint_that_loads_and_evaluates(reals_
     assert record["train_config"]["reals_only"] and record["train_config"]["pseudo_fakes"] == "self-blend"
     assert record["info"]["pseudo_validation"] and record["info"]["train_counts"] == {"real": 24, "fake": 0}
     assert record["info"]["val_counts"] == {"real": 8, "fake": 8}
+    card = (out / "README.md").read_text()  # the model card says what its fakes and validation were
+    assert "| pseudo-fakes | self-blend: the whole fake class (reals only) |" in card
+    assert "self-blended pseudo-fakes made once" in card
 
 
 def test_reals_only_ignores_real_fakes_and_holds_out_reals(synthetic_images):
