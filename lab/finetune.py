@@ -10,43 +10,33 @@ from pathlib import Path
 
 import gradio as gr
 
-from fdftnet.archive import collect_labelled, extract_labelled_zip, holdout_split, zip_dir
+from fdftnet.archive import holdout_split, zip_dir
 from fdftnet.data import DataError, load_image_folder
-from fdftnet.data.images import DecodeBudget, charge_headers
 from fdftnet.inference import evaluate
 from fdftnet.metrics import jsonable
 from fdftnet.train import TrainConfig, finetune
 
-from . import plots
+from . import methods, plots
 from . import state as st
+from .uploads import prepare_upload
 
 log = logging.getLogger("fdftnet.lab")
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc")
 BACKBONE_LRS = [("the same as the new layers (1e-3)", ""), ("1e-4", "1e-4"), ("1e-5", "1e-5")]
-MAX_MODELS = 5  # fine-tuned models one session keeps (each holds its checkpoint on the server's disk)
-UPLOAD_BYTES = 100 * 2**20  # uncompressed bytes of one labelled upload
 NO_TOKEN = "paste a write token: the lab pushes only with your own token (huggingface.co/settings/tokens)"
 
 
-def _prepare(zip_file, real_files, fake_files, root: Path) -> dict:
-    """Upload -> root/data/{finetune,validation}/{real,fake}, 25% per class (at least 2) held out."""
-    if zip_file and (real_files or fake_files):
-        raise DataError("give either a zip or the two image drops, not both")
-    if zip_file:
-        extract_labelled_zip(zip_file, root / "upload", max_total_bytes=UPLOAD_BYTES)
-    elif real_files or fake_files:
-        collect_labelled({"real": real_files, "fake": fake_files}, root / "upload")
-    else:
-        raise DataError("no training images: upload a zip with real/ and fake/ folders, or drop real and fake images")
-    # the training loader decodes every image: the whole upload is charged first, from its headers
-    charge_headers([p for p in (root / "upload").rglob("*") if p.is_file()],
-                   DecodeBudget(max_pixels=16_000_000, total_pixels=400_000_000, max_images=2000))
-    return holdout_split(root / "upload", root / "data", holdout=0.25, min_holdout=2)
+def _prepare(zip_file, real_files, fake_files, root: Path, progress) -> tuple[dict, str]:
+    """Upload -> one face crop per photo -> root/data/{finetune,validation}/{real,fake}, 25% per class (at least 2)
+    held out. Returns (the split's counts, the skipped-photos note)."""
+    faces, _, note = prepare_upload(zip_file, real_files, fake_files, root,
+                                    progress=lambda d, t: progress(d / t, desc="finding faces"))
+    return holdout_split(faces, root / "data", holdout=0.25, min_holdout=2), note
 
 
 def _free(run_dir: Path, out: Path) -> None:
     """What a finished fine-tune no longer needs: the raw upload, its training split, the resume state."""
-    for d in (run_dir / "upload", run_dir / "data" / "finetune", out / "last"):
+    for d in (run_dir / "crops", run_dir / "data" / "finetune", out / "last"):
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -74,12 +64,15 @@ def _parse_lr(text) -> float | None:
 
 
 @st.guard
-def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, alpha, beta, backbone_lr, session,
-                 request: gr.Request, progress=gr.Progress()):
-    """Yields (curves, status, results, session, checkpoint zip) after setup, each epoch and at the end.
+def run_finetune(zip_file=None, real_files=None, fake_files=None, base: str = st.DEFAULT_BASELINE, shots: int = 0,
+                 epochs: int = 5, frozen: bool = True, alpha: int = 3, beta: int = 10, backbone_lr: str = "",
+                 session: dict | None = None, request: gr.Request = None, progress=gr.Progress()):
+    """Fine-tune FDFtNet on a labelled upload (a zip with real/ and fake/, or two lists of images), 25% held out.
 
+    Yields (curves, status, results, session, checkpoint zip) after setup, each epoch and at the end.
     backbone_lr: "" (the backbone trains at the same lr as the new layers) or a number as text, used only when
     the backbone is not frozen."""
+    session = session if session is not None else st.new_session()
     sid = getattr(request, "session_hash", None) or "local"
     st.CANCELLED.discard(sid)  # a Cancel clicked when nothing ran must not stop this run
     backbone_lr = None if frozen else _parse_lr(backbone_lr)  # a frozen backbone does not train: no lr
@@ -87,8 +80,8 @@ def run_finetune(zip_file, real_files, fake_files, base, shots, epochs, frozen, 
     base_dir = st.resolve(base, session)
     # a baseline gets new FTT and MBblockV3; an FDFtNet is fine-tuned further (a clear error now if neither loads)
     adapt = st.get_model(base, session=session).model_type == "fdftnet"
-    if len(st.session_models(session)) >= MAX_MODELS:
-        raise DataError(f"this session already holds {MAX_MODELS} fine-tuned models: reload the page to start a "
+    if len(st.session_models(session)) >= st.MAX_MODELS:
+        raise DataError(f"this session already holds {st.MAX_MODELS} fine-tuned models: reload the page to start a "
                         f"fresh session")
     st.check_room(session)
     k = len(session["models"]) + 1
@@ -113,7 +106,7 @@ def _cleanup(run_dir: Path | None) -> None:
 def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs, frozen, alpha, beta,
            backbone_lr, session, sid, progress):
     """run_finetune's body: prepare the upload, train, evaluate on the hold-out, add the model to the session."""
-    split = _prepare(zip_file, real_files, fake_files, run_dir)
+    split, skipped = _prepare(zip_file, real_files, fake_files, run_dir, progress)
     n_train = min(split["finetune"].values())
     shots = int(shots or 0)
     if shots > n_train:
@@ -126,8 +119,9 @@ def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, 
                       meta={"source": "fdftnet lab"})
     history, done = [], None
     tr, va = split["finetune"], split["validation"]
-    yield plots.training_curves([]), (f"training on {tr['real']} real + {tr['fake']} fake images, holding out "
-                                      f"{va['real']} + {va['fake']} …"), "", session, None
+    yield plots.training_curves([]), (f"training on {tr['real']} real + {tr['fake']} fake faces, holding out "
+                                      f"{va['real']} + {va['fake']} …" + (f"  \n{skipped}" if skipped else "")), \
+        "", session, None
     gen = finetune(cfg)
     try:
         for ev in gen:
@@ -168,7 +162,7 @@ def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, 
     _free(run_dir, Path(cfg.out))
     archive = zip_dir(cfg.out, run_dir / f"fdftnet-finetuned-{k}.zip")
     status = (f"**Done:** best epoch {done['best_epoch']} of {done['epochs_run']}. The model is now in Detect's "
-              f"picker as “fine-tuned #{k}”.")
+              f"picker as “fine-tuned #{k}”." + (f"  \n{skipped}" if skipped else ""))
     yield plots.training_curves(history), status, _results(base_m, ft_m, len(val), start), session, archive
 
 
@@ -200,31 +194,47 @@ def push_model(repo_id: str, token: str, private: bool, session: dict):
 
 def render(session: gr.State, demo: gr.Blocks) -> None:
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column():
             zip_file = gr.File(label="Labelled zip: real/ and fake/ folders", file_types=[".zip"], elem_id="ft-zip")
             with gr.Accordion("…or drop real and fake images separately", open=False):
                 real_files = gr.File(label="real images", file_count="multiple", file_types=["image"])
                 fake_files = gr.File(label="fake images", file_count="multiple", file_types=["image"])
+        with gr.Column():
             base = gr.Dropdown(st.base_choices(), value=st.DEFAULT_BASELINE, allow_custom_value=True,
                                label="Start from", info="a baseline gets a new FTT and MBblockV3; an FDFtNet is "
                                "fine-tuned further. Or type a local folder or Hub id")
-            shots = gr.Slider(0, 200, value=0, step=1, label="shots per class (0 = all)")
-            epochs = gr.Slider(1, 50, value=5, step=1, label="epochs", elem_id="ft-epochs")
+            gr.Markdown("Photos are fine: each gives its largest face, cropped the way the training faces were "
+                        "(a picture that already is a face crop is used as is); photos with no face are skipped "
+                        "and named in the status.")
+    with gr.Tab("One model"):
+        _render_one(zip_file, real_files, fake_files, base, session)
+    with gr.Tab("Compare methods (shots sweep)"):
+        methods.render(zip_file, real_files, fake_files, base, session)
+    gr.on([demo.load, session.change], lambda s, b: gr.update(choices=st.base_choices(s), value=b), [session, base],
+          base, api_visibility="private")
+
+
+def _render_one(zip_file, real_files, fake_files, base, session: gr.State) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            shots = gr.Slider(0, 200, value=0, step=1, precision=0, label="shots per class (0 = all)")
+            epochs = gr.Slider(1, 50, value=5, step=1, precision=0, label="epochs", elem_id="ft-epochs")
             frozen = gr.Checkbox(value=True, label="freeze the backbone (the paper's best)")
             backbone_lr = gr.Dropdown(BACKBONE_LRS, value="", label="backbone learning rate, when not frozen",
                                       info="on dfdc64 the best FDFtNet trained its backbone at 1e-4, with Cutout off "
                                       "(α = 0); see the report")
             with gr.Row():
-                alpha = gr.Slider(0, 5, value=3, step=1, label="Cutout α (holes)")
-                beta = gr.Slider(1, 10, value=10, step=1, label="Cutout β (size)")
+                alpha = gr.Slider(0, 5, value=3, step=1, precision=0, label="Cutout α (holes)")
+                beta = gr.Slider(1, 10, value=10, step=1, precision=0, label="Cutout β (size)")
             with gr.Row():
                 run_btn = gr.Button("Fine-tune", variant="primary")
                 cancel_btn = gr.Button("Cancel", variant="stop")
         with gr.Column(scale=2):
             status = gr.Markdown("Upload a small labelled set (at least 4 images per class); 25% of each class is "
-                                 "held out to compare the baseline with the fine-tuned FDFtNet.", elem_id="ft-status")
+                                 "held out to compare the baseline with the fine-tuned FDFtNet.", elem_id="ft-status",
+                                 label="status")
             curves = gr.Plot(label="training curves", elem_id="ft-curves")
-            results = gr.Markdown(elem_id="ft-results")
+            results = gr.Markdown(elem_id="ft-results", label="results on the hold-out")
             archive = gr.File(label="fine-tuned checkpoint (zip of the save_pretrained folder)")
             with gr.Accordion("Push the latest fine-tuned model to the Hugging Face Hub", open=False):
                 with gr.Row():
@@ -234,8 +244,6 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
                 push_btn = gr.Button("Push")
                 push_status = gr.Markdown()
 
-    gr.on([demo.load, session.change], lambda s, b: gr.update(choices=st.base_choices(s), value=b), [session, base],
-          base, api_visibility="private")
     run_ev = run_btn.click(run_finetune, [zip_file, real_files, fake_files, base, shots, epochs, frozen, alpha, beta,
                                           backbone_lr, session], [curves, status, results, session, archive],
                            api_name="finetune", concurrency_limit=1, concurrency_id="train",

@@ -114,3 +114,133 @@ def robustness(result: dict) -> go.Figure:
                                      line=dict(color=palette[i % len(palette)]), showlegend=col == 1), 1, col)
     fig.update_yaxes(range=[0, 1.02], title_text="AUROC", col=1)
     return fig.update_layout(**{**_LAYOUT, "height": 360}, title=f"robustness on {result.get('n', '?')} images")
+
+
+# ----------------------------------------------------------------------------------------------
+# Compare tab and the few-shot "compare methods" sweep
+
+_METHOD_COLOURS = {"baseline": "#7f7f7f", "FDFtNet": "#ff7f0e", "baseline-head": "#7f7f7f", "baseline-full": "#1f77b4",
+                   "linear-probe": "#2ca02c", "fdftnet": "#ff7f0e", "fdftnet-adapt": "#d62728"}
+
+
+def _colours(names: list[str]) -> dict[str, str]:
+    """Known methods keep their colour in every figure; the others take the palette in order."""
+    palette = [c for c in px.colors.qualitative.Plotly if c not in _METHOD_COLOURS.values()]
+    out, i = {}, 0
+    for n in names:
+        base = n.split(" · ")[-1]
+        if base in _METHOD_COLOURS and _METHOD_COLOURS[base] not in out.values():
+            out[n] = _METHOD_COLOURS[base]
+        else:
+            out[n], i = palette[i % len(palette)], i + 1
+    return out
+
+
+def _zoom(lo: float, hi: float) -> list[float]:
+    """An axis range around [lo, hi] with some air, inside [0, 1]."""
+    pad = max(0.02, (hi - lo) * 0.15)
+    return [max(0.0, lo - pad), min(1.0 + pad / 3, hi + pad)]  # a point at 1.0 stays whole
+
+
+def headline(runs: list[dict], title: str) -> go.Figure:
+    """ACC and AUROC per backbone, one point per variant with a ± 1 sd bar over seeds, on an axis zoomed to the
+    data (points, not bars: a bar on a zoomed axis would lie about its length). A run's "recipe", when given, is
+    the exact variant behind a family name ("baseline", "FDFtNet") and shows on hover."""
+    rows = [{"backbone": r.get("backbone", "?"), "variant": r.get("variant", "?"),
+             "recipe": r.get("recipe", r.get("variant", "?")), "ACC": r.get("metrics", {}).get("acc"),
+             "AUROC": r.get("metrics", {}).get("auroc")} for r in runs]
+    df = pd.DataFrame(rows, columns=["backbone", "variant", "recipe", "ACC", "AUROC"]).dropna(
+        subset=["ACC", "AUROC"], how="all")
+    if df.empty:
+        return empty("no runs for this dataset and shots")
+    agg = df.groupby(["backbone", "variant", "recipe"]).agg(
+        n=("ACC", "size"), ACC_mean=("ACC", "mean"), ACC_sd=("ACC", "std"), AUROC_mean=("AUROC", "mean"),
+        AUROC_sd=("AUROC", "std")).reset_index().fillna({"ACC_sd": 0.0, "AUROC_sd": 0.0})
+    backbones = sorted(agg["backbone"].unique())
+    variants = sorted(agg["variant"].unique(), key=lambda v: (not v.startswith("baseline"), v))
+    colour = _colours(variants)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ACC", "AUROC"), horizontal_spacing=0.08)
+    width = 0.6 / max(1, len(variants))
+    for col, m in enumerate(("ACC", "AUROC"), start=1):
+        for j, v in enumerate(variants):
+            d = agg[agg["variant"] == v]
+            x = [backbones.index(b) + (j - (len(variants) - 1) / 2) * width for b in d["backbone"]]
+            fig.add_trace(go.Scatter(
+                x=x, y=d[f"{m}_mean"], error_y=dict(type="data", array=d[f"{m}_sd"], thickness=1.5, width=4),
+                mode="markers", marker=dict(size=10, color=colour[v]), name=v, legendgroup=v, showlegend=col == 1,
+                customdata=list(zip(d["backbone"], d["recipe"], d["n"], d[f"{m}_sd"])),
+                hovertemplate=f"%{{customdata[0]}} · %{{customdata[1]}}<br>{m} %{{y:.3f}} ± %{{customdata[3]:.3f}}"
+                              f" (%{{customdata[2]}} runs)<extra></extra>"), 1, col)
+        lo = (agg[f"{m}_mean"] - agg[f"{m}_sd"]).min()
+        hi = (agg[f"{m}_mean"] + agg[f"{m}_sd"]).max()
+        fig.update_yaxes(range=_zoom(lo, hi), col=col)
+    fig.update_xaxes(zeroline=False, tickvals=list(range(len(backbones))), ticktext=backbones,
+                     range=[-0.6, len(backbones) - 0.4])
+    return fig.update_layout(**{**_LAYOUT, "height": 380}, title=title,
+                             legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
+
+
+def roc_by_variant(runs: list[dict], backbone: str) -> go.Figure:
+    """ROC of one backbone, one line per variant (its lowest seed), AUROC in the legend, which sits below."""
+    chosen: dict[str, dict] = {}
+    for r in sorted(runs, key=lambda r: (r.get("seed") is None, r.get("seed") or 0)):
+        if r.get("backbone") == backbone and (r.get("metrics", {}).get("roc") or {}).get("fpr"):
+            chosen.setdefault(str(r.get("variant", "?")), r)
+    if not chosen:
+        return empty(f"no ROC points for {backbone}" if backbone else "pick a backbone")
+    names = sorted(chosen, key=lambda v: (not v.startswith("baseline"), v))
+    colour = _colours(names)
+    fig = go.Figure()
+    for v in names:
+        r = chosen[v]
+        auc, seed = r["metrics"].get("auroc"), r.get("seed")
+        label = v + (f" ({auc:.3f})" if auc is not None else "") + (f", seed {seed}" if seed else "")
+        fig.add_trace(go.Scatter(x=r["metrics"]["roc"]["fpr"], y=r["metrics"]["roc"]["tpr"], mode="lines",
+                                 name=label, line=dict(color=colour[v])))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#aaa"), name="chance"))
+    fig.update_xaxes(title_text="false positive rate", range=[0, 1])
+    fig.update_yaxes(title_text="true positive rate", range=[0, 1.01])
+    return fig.update_layout(**{**_LAYOUT, "height": 420 + 22 * (len(names) // 2)}, title=f"ROC, {backbone}",
+                             legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
+
+
+def shots_bands(points: list[dict], title: str = "", placeholder: str = "no runs with a number of shots") -> go.Figure:
+    """ACC and AUROC vs shots per class: one line per method (mean over seeds), a band of ± 1 sd where a k has
+    two seeds or more. `points`: {"method", "k", "acc", "auroc"} (and "backbone": named when there are several)."""
+    df = pd.DataFrame([p for p in points if p.get("k") is not None],
+                      columns=["backbone", "method", "k", "seed", "acc", "auroc"])
+    if df.empty:
+        return empty(placeholder)
+    df["line"] = df["method"] if df["backbone"].nunique() <= 1 else df["backbone"] + " · " + df["method"]
+    names = sorted(df["line"].unique(), key=lambda v: (not v.split(" · ")[-1].startswith(("baseline", "linear")), v))
+    colour = _colours(names)
+    ks = sorted(df["k"].unique())
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ACC", "AUROC"), horizontal_spacing=0.08)
+    for col, m in enumerate(("acc", "auroc"), start=1):
+        for name in names:
+            g = df[df["line"] == name].groupby("k")[m].agg(["mean", "std", "size"]).reset_index().dropna(
+                subset=["mean"])
+            if g.empty:
+                continue
+            sd = g["std"].fillna(0.0)
+            rgb = colour[name].lstrip("#")
+            fill = "rgba({},{},{},0.15)".format(*(int(rgb[i:i + 2], 16) for i in (0, 2, 4)))
+            if (g["size"] > 1).any():
+                fig.add_trace(go.Scatter(x=list(g["k"]) + list(g["k"])[::-1],
+                                         y=list(g["mean"] + sd) + list(g["mean"] - sd)[::-1], fill="toself",
+                                         fillcolor=fill, line=dict(width=0), hoverinfo="skip", showlegend=False,
+                                         legendgroup=name), 1, col)
+            fig.add_trace(go.Scatter(x=g["k"], y=g["mean"], mode="lines+markers", name=name, legendgroup=name,
+                                     line=dict(color=colour[name]), showlegend=col == 1,
+                                     customdata=list(zip(sd, g["size"])),
+                                     hovertemplate=f"{name}<br>k %{{x}}: {m.upper()} %{{y:.3f}} ± "
+                                                   "%{customdata[0]:.3f} (%{customdata[1]} runs)<extra></extra>"),
+                          1, col)
+        lo, hi = df[m].min(), df[m].max()
+        if lo == lo and hi == hi:  # not NaN
+            fig.update_yaxes(range=_zoom(float(lo), float(hi)), col=col)
+    log = len(ks) > 1 and ks[-1] / max(1, ks[0]) >= 8  # 5, 10, 20, 50: even steps on a log axis
+    fig.update_xaxes(title_text="shots per class", type="log" if log else "linear", tickvals=ks,
+                     ticktext=[str(k) for k in ks])
+    return fig.update_layout(**{**_LAYOUT, "height": 380}, title=title or "ACC / AUROC vs shots (mean ± 1 sd)",
+                             legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))

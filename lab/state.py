@@ -44,6 +44,7 @@ CANCELLED: set[str] = set()  # session hashes whose fine-tune should stop at the
 PREFIX = "fdftnet-lab-"
 SESSION_TTL = float(os.environ.get("FDFTNET_SESSION_TTL", 3600))  # idle seconds before a session folder goes
 SESSION_MB = float(os.environ.get("FDFTNET_SESSION_MB", 300))  # disk one session may hold (4-5 fine-tunes)
+MAX_MODELS = 5  # fine-tuned models one session keeps (a fine-tune or a sweep's best; each a checkpoint on disk)
 
 
 def new_session() -> dict:

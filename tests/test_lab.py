@@ -240,9 +240,9 @@ def test_compare_reads_bench_results(lab):
     from lab import compare
     runs, problems = compare.load_runs()
     assert len(runs) == 2 and problems == ["broken.json: JSONDecodeError"]
-    ds, shots, run, roc, bars, shots_fig, note = compare.refresh(None, None, None)
-    assert ds["value"] == "dfdc" and shots["choices"] == ["all", "10", "100"] and "unreadable" in note.lower()
-    hist, conf = compare.show_run(run["value"], None)
+    ds, shots, variants, backbone, source, run, head, curves, roc, note = compare.refresh(None, None, None)
+    assert ds["value"] == "dfdc" and shots["choices"] == ["10", "100"] and "unreadable" in note.lower()
+    hist, conf = compare.show_run(run["choices"][0], None)
     assert len(hist.data) >= 3 and conf.data
 
 
@@ -252,8 +252,8 @@ def test_compare_opens_on_the_full_set_runs(lab, tmp_path, monkeypatch):
     full = dict(RUN, shots=None, variant="fdftnet-frozen")
     (tmp_path / "r.json").write_text(json.dumps({"runs": [full, dict(RUN, variant="baseline", shots=10)]}))
     monkeypatch.setenv("FDFTNET_RESULTS", str(tmp_path))
-    ds, shots, run, roc, bars, shots_fig, note = compare.refresh(None, None, None)
-    assert shots["choices"] == ["all", "full set", "10"] and shots["value"] == "full set"
+    ds, shots, variants, backbone, source, run, head, curves, roc, note = compare.refresh(None, None, None)
+    assert shots["choices"] == ["full set", "10"] and shots["value"] == "full set"
     assert len([t for t in roc.data if t.name != "chance"]) == 1  # the full-set run only, not the 10-shot one
     ds, shots, *_ = compare.refresh(None, None, "10")
     assert shots["value"] == "10"

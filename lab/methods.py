@@ -1,0 +1,196 @@
+"""Few-shot tab, "Compare methods": the shots sweep (fdftnet.sweep) on the uploaded faces, drawn as it runs.
+
+For each seed and k it trains every chosen method from the same baseline on the same k faces per class and scores
+them all on the same held-out faces; ACC and AUROC vs k appear point by point (mean ± 1 sd over seeds). The best
+run (highest AUROC, then larger k: fdftnet.sweep's rule) joins Detect's picker, as a single fine-tune does.
+"""
+import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from fdftnet.data import DataError
+from fdftnet.sweep import METHODS, SweepConfig, run_sweep, summarize
+
+from . import plots
+from . import state as st
+from .uploads import prepare_upload
+
+DEFAULT_METHODS = ["fdftnet", "baseline-head", "baseline-full", "linear-probe"]
+METHOD_INFO = [("FDFtNet: new FTT + MBblockV3 on the frozen backbone", "fdftnet"),
+               ("FDFtNet adapt: the default FDFtNet fine-tuned further", "fdftnet-adapt"),
+               ("baseline, head only", "baseline-head"), ("baseline, whole network (lr 1e-4)", "baseline-full"),
+               ("linear probe on the baseline's features", "linear-probe")]
+STEPS = 30  # optimizer steps per run: half fdftnet.sweep's 60, so the default sweep takes minutes on a CPU
+# seconds per 30-step run from the default baseline (EfficientNet-Lite0) on 2 shared CPU cores: half the
+# train_seconds of bench/results/sweep_gan64.json's 60-step runs (k = 5-25, measured at load ~7), plus scoring
+SECONDS = {"fdftnet": 22, "fdftnet-adapt": 22, "baseline-head": 10, "baseline-full": 30, "linear-probe": 3}
+ESTIMATE = ("{runs} runs (methods × shots × seeds), about {minutes} min on a busy 2-core CPU with the default "
+            "baseline (less on a quiet one or a GPU). Points appear as runs finish; Cancel stops at the next step.")
+
+
+def parse_shots(text) -> list[int]:
+    """'5, 10,20' -> [5, 10, 20]; a one-line ValueError for anything else."""
+    parts = [p for p in re.split(r"[,\s]+", str(text or "").strip()) if p]
+    if not parts or not all(p.isdigit() and 0 < int(p) <= 500 for p in parts):
+        raise ValueError(f"shots: {str(text)[:40]!r} is not a list of whole numbers 1-500, e.g. 5,10,20")
+    return sorted({int(p) for p in parts})
+
+
+def estimate(shots, methods, seeds) -> str:
+    try:
+        per_k = len(parse_shots(shots)) * int(seeds or 0)
+    except (ValueError, TypeError):
+        return "shots: a list of whole numbers, e.g. 5,10,20"
+    seconds = per_k * sum(SECONDS.get(m, 30) for m in methods or [])
+    return ESTIMATE.format(runs=per_k * len(methods or []), minutes=max(1, round(seconds / 60)))
+
+
+def summary_table(runs: list[dict]) -> str:
+    """fdftnet.sweep.summarize as Markdown: one row per method, 'ACC / AUROC' mean ± sd per k."""
+    rows = summarize(runs)
+    ks = sorted({r["k"] for r in rows})
+    cell = {(r["method"], r["k"]): r for r in rows}
+    f = lambda r, m: "–" if r[m + "_mean"] is None else f"{r[m + '_mean']:.3f} ± {r[m + '_sd']:.3f}"  # noqa: E731
+    lines = ["| ACC / AUROC | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+    for m in dict.fromkeys(r["method"] for r in rows):
+        lines.append(f"| {m} | " + " | ".join(f"{f(cell[m, k], 'acc')} / {f(cell[m, k], 'auroc')}"
+                                             if (m, k) in cell else "" for k in ks) + " |")
+    return "\n".join(lines)
+
+
+@st.guard
+def compare_methods(zip_file=None, real_files=None, fake_files=None, base: str = st.DEFAULT_BASELINE,
+                    shots: str = "5,10,20", methods: list | None = None, seeds: int = 2, session: dict | None = None,
+                    request: gr.Request = None, progress=gr.Progress()):
+    """Yields (ACC/AUROC vs shots figure, status, summary table, session) after setup, after each run, at the end."""
+    session = session if session is not None else st.new_session()
+    sid = getattr(request, "session_hash", None) or "local"
+    st.CANCELLED.discard(sid)
+    shots, methods = parse_shots(shots), list(methods or DEFAULT_METHODS)
+    base_dir = st.resolve(base or st.DEFAULT_BASELINE, session)
+    if st.get_model(base_dir, session=session).model_type != "baseline":
+        raise DataError("compare methods starts every method from a baseline: pick a baseline under Start from")
+    if len(st.session_models(session)) >= st.MAX_MODELS:
+        raise DataError(f"this session already holds {st.MAX_MODELS} fine-tuned models: reload the page to start a "
+                        f"fresh session")
+    st.check_room(session)
+    n = len(session.get("uploads", [])) + 1
+    run_dir = Path(tempfile.mkdtemp(prefix=f"sweep{n}-", dir=st.session_dir(session, request)))
+    kept = False
+    try:
+        kept = yield from _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, methods, int(seeds),
+                                 session, sid, progress)
+    finally:
+        threading.Thread(target=_cleanup, args=(run_dir, kept), daemon=True).start()
+
+
+def _time_left(seconds: float) -> str:
+    if seconds <= 0:
+        return "finishing"
+    return f"about {seconds / 60:.0f} min left" if seconds >= 90 else f"about {seconds:.0f} s left"
+
+
+def _rank(run: dict) -> tuple:
+    """fdftnet.sweep's "best": the highest AUROC (NaN lowest), then the larger k; the first of equals."""
+    return (run["auroc"] if run["auroc"] == run["auroc"] else -1, run["k"])
+
+
+def cancel_methods(request: gr.Request) -> str:
+    st.CANCELLED.add(getattr(request, "session_hash", None) or "local")
+    return "**Cancelled:** the sweep stopped; nothing was added to Detect."
+
+
+def _cleanup(run_dir: Path, kept: bool) -> None:
+    if not kept:  # failed or cancelled: nothing of it stays on disk
+        shutil.rmtree(run_dir, ignore_errors=True)
+    st.release_memory()
+
+
+def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, methods, seeds, session, sid, progress):
+    faces, counts, skipped = prepare_upload(zip_file, real_files, fake_files, run_dir,
+                                            progress=lambda d, t: progress(d / t, desc="finding faces"))
+    adapt = st.resolve(st.DEFAULT, session) if "fdftnet-adapt" in methods else None
+    cfg = SweepConfig(data=str(faces), init_from=base_dir, fdftnet_from=adapt, shots=shots, methods=methods,
+                      seeds=seeds, steps=STEPS, work_dir=str(run_dir / "runs"), keep_models=True)
+    runs, best, total = [], None, len(shots) * len(methods) * seeds
+    title = lambda: f"your upload: {len(runs)}/{total} runs"  # noqa: E731
+    wait = f"the first point appears when the first run finishes (about {SECONDS[methods[0]]} s)"
+    t0 = time.monotonic()
+    gen = run_sweep(cfg)
+    try:
+        for ev in gen:
+            if sid in st.CANCELLED:
+                st.CANCELLED.discard(sid)
+                return False
+            if ev["type"] == "start":
+                t = ev["n_test"]
+                yield plots.shots_bands([], placeholder=wait), (
+                    f"{counts['real']} real + {counts['fake']} fake faces: each method trains on k per class and is "
+                    f"scored on the same {t['real']} + {t['fake']} held-out faces. "
+                    + estimate(",".join(map(str, shots)), methods, seeds) + (f"  \n{skipped}" if skipped else "")), \
+                    "", session
+            elif ev["type"] == "progress":
+                progress((len(runs) + ev["epoch"] / ev["epochs"]) / total,
+                         desc=f"{ev['method']}, k = {ev['k']}, seed {ev['seed']}")
+            elif ev["type"] == "run":
+                runs.append(ev)
+                if best is None or _rank(ev) > _rank(best):
+                    best, beaten = ev, best
+                else:
+                    beaten = ev
+                if beaten is not None and beaten.get("model"):  # only the best checkpoint is kept
+                    shutil.rmtree(beaten["model"], ignore_errors=True)
+                left = (time.monotonic() - t0) / len(runs) * (total - len(runs))
+                yield plots.shots_bands(runs, title()), (
+                    f"{len(runs)}/{total} runs: {ev['method']}, k = {ev['k']}, seed {ev['seed']}: ACC "
+                    f"{ev['acc']:.3f}, AUROC {ev['auroc']:.3f}; {_time_left(left)}"), gr.skip(), session
+    finally:
+        gen.close()
+    if not runs or sid in st.CANCELLED:
+        st.CANCELLED.discard(sid)
+        return False
+    backbone = st.get_model(base_dir, session=session).backbone_name
+    label = f"sweep #{n} best: {backbone}, {best['method']}, {best['k']} shots/class, seed {best['seed']}"
+    session["models"].append({"label": label, "dir": best["model"], "base": base_dir, "data": None})
+    session.setdefault("uploads", []).append({"name": f"upload of sweep #{n}", "root": str(faces.parent),
+                                              "split": faces.name})
+    session["runs"] += [{"backbone": backbone, "variant": r["method"], "dataset": f"session sweep #{n}",
+                         "shots": r["k"], "seed": r["seed"], "history": [],
+                         "metrics": {m: r[m] for m in ("acc", "auroc", "ap")}} for r in runs]
+    status = (f"**Done:** {len(runs)} runs. The best (AUROC {best['auroc']:.3f}) is now in Detect's picker as "
+              f"“sweep #{n} best”, and the curves are in Compare (dataset “session sweep #{n}”)."
+              + (f"  \n{skipped}" if skipped else ""))
+    yield plots.shots_bands(runs, f"your upload: {len(runs)} runs, mean ± 1 sd over seeds"), status, \
+        summary_table(runs), session
+    return True
+
+
+def render(zip_file, real_files, fake_files, base, session: gr.State) -> None:
+    """The "Compare methods" sub-tab, reading the Few-shot tab's upload and starting model."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            shots = gr.Textbox("5,10,20", label="shots per class (k), comma-separated", elem_id="cm-shots")
+            methods = gr.CheckboxGroup(METHOD_INFO, value=DEFAULT_METHODS, label="methods", elem_id="cm-methods")
+            seeds = gr.Slider(1, 5, value=2, step=1, precision=0, label="seeds", elem_id="cm-seeds",
+                              info="each seed draws other shots and held-out faces: the band is ± 1 sd over them")
+            eta = gr.Markdown(estimate("5,10,20", DEFAULT_METHODS, 2), elem_id="cm-eta")
+            with gr.Row():
+                run_btn = gr.Button("Compare methods", variant="primary")
+                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cm-cancel")
+        with gr.Column(scale=2):
+            status = gr.Markdown("Upload at least k + 2 faces per class for the largest k: the faces beyond the "
+                                 "drawn shots are held out to score every method on.", label="sweep status",
+                                 elem_id="cm-status")
+            curves = gr.Plot(label="ACC and AUROC vs shots", elem_id="cm-curves")
+            table = gr.Markdown(label="summary", elem_id="cm-table")
+    gr.on([shots.change, methods.change, seeds.change], estimate, [shots, methods, seeds], eta,
+          api_visibility="private")
+    ev = run_btn.click(compare_methods, [zip_file, real_files, fake_files, base, shots, methods, seeds, session],
+                       [curves, status, table, session], api_name="compare_methods", concurrency_limit=1,
+                       concurrency_id="train", show_progress_on=status)
+    cancel_btn.click(cancel_methods, None, status, cancels=[ev], api_visibility="private")
