@@ -13,22 +13,21 @@ runs the detector on dfdc64 test crops and fits the box -> crop relation (bench/
 """
 from __future__ import annotations
 
-import io
 import os
 import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .data import images
 from .data.folders import _image_files, _subdirs
-from .data.images import MIN_SIDE, DataError, ImageSource
+from .data.images import MIN_SIDE, DataError, DecodeBudget, ImageSource
 
 __all__ = [
     "Face", "FaceResult", "FaceError", "FRAMING", "find_faces", "largest_face", "is_face_crop",
-    "crop_face", "load_photo", "crop_folder", "get_detector",
+    "crop_face", "whole_image", "load_photo", "crop_folder", "get_detector",
 ]
 
 CROP_SIZE = 64  # the models' input side
@@ -257,6 +256,20 @@ def find_faces(image: np.ndarray, max_faces: int = MAX_FACES, min_size: int = MI
     return FaceResult(faces, "; ".join(notes) or None)
 
 
+def whole_image(image: np.ndarray) -> FaceResult:
+    """No detection: the image's centre square resized to 64x64 (as `load_image` does), as one Face.
+
+    For a photo with no face found when the user explicitly asks for a score anyway; the message says
+    the verdict is about the whole picture, not a face crop like the training data."""
+    image = _check(image)
+    h, w = image.shape[:2]
+    s = min(h, w)
+    x0, y0 = (w - s) // 2, (h - s) // 2
+    face = Face(box=(float(x0), float(y0), float(x0 + s), float(y0 + s)), score=float("nan"),
+                landmarks=np.full((5, 2), np.nan), crop=images._crop_resize(image, CROP_SIZE))
+    return FaceResult([face], "whole image scored, no face detection (its centre square, resized to 64x64)")
+
+
 def largest_face(image: np.ndarray, min_size: int = MIN_FACE) -> tuple[Face, FaceResult]:
     """The largest face (or the crop itself) and the full result; FaceError if there is none."""
     res = find_faces(image, min_size=min_size)
@@ -269,34 +282,14 @@ def largest_face(image: np.ndarray, min_size: int = MIN_FACE) -> tuple[Face, Fac
 # files and folders
 
 
-def load_photo(src: ImageSource, name: str | None = None) -> np.ndarray:
+def load_photo(src: ImageSource, name: str | None = None, budget: DecodeBudget | None = None) -> np.ndarray:
     """Decode a photo at full size into (H, W, 3) uint8, or raise DataError naming it.
 
-    `data.images.load_image` checks the file first, with every guard and one-line message it has
-    (format whitelist, size limits from the header, truncated or lying files, FIFOs); it decodes big
-    JPEGs at a reduced DCT scale, so that check is cheap. The photo is then decoded again without
-    load_image's square crop and resize, EXIF orientation and RGB conversion as there.
+    One decode by `data.images.load_image(size=None)`, with every guard and one-line message it has
+    (format whitelist, size limits from the header, truncated or lying files, FIFOs, a server
+    request's DecodeBudget), EXIF orientation and RGB conversion.
     """
-    # TODO(lead): a `size=None` mode in load_image (no crop, no resize) would make this one decode.
-    name = name or images._describe(src)
-    if hasattr(src, "read"):  # a file object is read once, then decoded twice from memory
-        src = src.read()
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        src = bytes(src)
-    images.load_image(src, size=CROP_SIZE, name=name)  # raises the DataError this source deserves
-    try:
-        img = src if isinstance(src, Image.Image) else Image.open(
-            io.BytesIO(src) if isinstance(src, bytes) else src, formats=images._FORMATS)
-        if img.tell() != 0:  # animated: the first frame, as load_image
-            img.seek(0)
-        img.load()
-        try:
-            img = ImageOps.exif_transpose(img)
-        except Exception:  # noqa: BLE001 - malformed EXIF: pixels as stored, as load_image
-            pass
-        return images._to_rgb(img)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise DataError(f"{name}: corrupt or truncated image ({images._reason(e)})") from None
+    return images.load_image(src, size=None, name=name, budget=budget)
 
 
 def _class_dirs(src: str, split: str) -> dict[tuple[str, str], str]:

@@ -5,6 +5,7 @@ The model input is float32 (B, 3, H, W) in [0, 1] = uint8 / 255, the paper's onl
 (FDFtNet, Jeon et al., IFIP SEC 2020: "validation/test only scaled by 1/255"; no mean/std).
 
     arr = load_image("face.png")          # (64, 64, 3) uint8
+    photo = load_image("party.jpg", size=None)  # (H, W, 3) uint8 at full resolution (fdftnet.faces)
     x = to_tensor(arr[None])              # (1, 3, 64, 64) float32 in [0, 1]
 """
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _describe(src) -> str:
     return str(getattr(src, "name", "") or "<bytes>")
 
 
-def load_image(src: ImageSource, size: int = 64, name: str | None = None,
+def load_image(src: ImageSource, size: int | None = 64, name: str | None = None,
                budget: DecodeBudget | None = None) -> np.ndarray:
     """Decode `src` into a (size, size, 3) uint8 RGB array, or raise DataError naming the source.
 
@@ -95,6 +96,8 @@ def load_image(src: ImageSource, size: int = 64, name: str | None = None,
         src: a path, raw bytes, a binary file object or a PIL image.
         size: output side; non-square images are centre-cropped to a square first, then resized
             with PIL's antialiased bicubic filter. Images already size x size are not resampled.
+            None: the whole image at full resolution, (H, W, 3) (no crop, resize or JPEG draft);
+            every check and the budget charge stay the same (the budget sees the full pixel count).
         name: what to call `src` in error messages (default: its path or file name).
         budget: a server request's DecodeBudget (lower per-image cap, totals per request); None: MAX_PIXELS only.
     Steps: header-only open (formats restricted to `_FORMATS`), size checks against MIN_SIDE and
@@ -137,7 +140,7 @@ def _reason(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def _plan(img: Image.Image, size: int, name: str, budget: DecodeBudget | None, nbytes: int | None) -> bool:
+def _plan(img: Image.Image, size: int | None, name: str, budget: DecodeBudget | None, nbytes: int | None) -> bool:
     """Header checks, JPEG draft (DCT scaling) and the budget charge, all before decoding a pixel.
 
     Returns True for a JPEG with few bytes per pixel (checked for libjpeg's grey fill once decoded)."""
@@ -152,7 +155,7 @@ def _plan(img: Image.Image, size: int, name: str, budget: DecodeBudget | None, n
             raise DataError(f"{name}: corrupt or truncated image (the header says {w}x{h}, "
                             f"but {nbytes:,} bytes cannot hold that many pixels)")
         sparse = nbytes is not None and nbytes < w * h * JPEG_SPARSE_BYTES_PER_PX
-        if min(w, h) >= 8 * size:  # decode at 1/2..1/8 scale in the DCT: a 12 Mpx photo costs 0.2 Mpx
+        if size is not None and min(w, h) >= 8 * size:  # DCT scale 1/2..1/8: a 12 Mpx photo costs 0.2 Mpx
             img.draft(None, (4 * size, 4 * size))  # still >= 4x the output side: the resize antialiases
             w, h = img.size
     if budget is not None:
@@ -177,7 +180,7 @@ def charge_headers(paths: Sequence, budget: DecodeBudget, size: int = 64) -> Non
             continue
 
 
-def _decode(img: Image.Image, size: int, name: str, budget: DecodeBudget | None = None,
+def _decode(img: Image.Image, size: int | None, name: str, budget: DecodeBudget | None = None,
             nbytes: int | None = None) -> np.ndarray:
     """Check, fully decode, orient, convert and resize an opened (maybe not yet loaded) image."""
     header = f"{img.size[0]}x{img.size[1]}"
@@ -202,6 +205,8 @@ def _decode(img: Image.Image, size: int, name: str, budget: DecodeBudget | None 
         rgb = _to_rgb(oriented)  # (h, w, 3) uint8
     except (OSError, ValueError) as e:
         raise DataError(f"{name}: cannot convert mode {img.mode} to RGB ({_reason(e)})") from None
+    if size is None:  # full resolution (fdftnet.faces finds and crops the faces itself)
+        return rgb if rgb.flags.writeable and rgb.flags.c_contiguous else rgb.copy()
     return _crop_resize(rgb, size)
 
 
