@@ -9,16 +9,19 @@ is touched and a shared read-only model can explain images from several threads 
     heat, method = heatmap(model, arrays)          # (B, 64, 64) float in [0, 1], "FTT attention"
     shown = overlay(arrays[0], heat[0])            # (64, 64, 3) uint8
     verdict, confidence = decide(0.93, threshold=0.41)
+    bar = colour_scale()                           # the overlays' colour legend, low (left) -> high (right)
+    shown = draw_boxes(photo, [(10, 20, 90, 120)], ["1"], [(220, 40, 40)])   # numbered boxes, for display
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
 from .data import to_tensor
 
-__all__ = ["heatmap", "grad_cam", "overlay", "enlarge", "decide"]
+__all__ = ["heatmap", "grad_cam", "overlay", "enlarge", "decide", "colour_scale", "draw_boxes"]
 
 
 def _normalise(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -69,6 +72,38 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarr
     colour = _jet(np.clip(heat, 0, 1)) * 255
     out = (1 - alpha) * image.astype(np.float32) + alpha * colour
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def colour_scale(width: int = 256, height: int = 12) -> np.ndarray:
+    """(height, width, 3) uint8 ramp of the overlay colours: 0 (left, dark blue) -> 1 (right, dark red)."""
+    ramp = _jet(np.linspace(0.0, 1.0, width))  # (width, 3)
+    return np.repeat(np.rint(ramp * 255).astype(np.uint8)[None], height, axis=0)
+
+
+def draw_boxes(image: np.ndarray, boxes, labels, colours, max_side: int = 1024) -> np.ndarray:
+    """A display copy of an (H, W, 3) uint8 photo, at most `max_side` px, with labelled boxes.
+
+    boxes: (x0, y0, x1, y1) in photo pixels; labels: short texts (face numbers) drawn in a filled tag
+    at each box's top-left corner; colours: an RGB tuple per box. Lines and text scale with the shown size.
+    """
+    h, w = image.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    img = Image.fromarray(image)
+    if s < 1.0:
+        img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    draw = ImageDraw.Draw(img)
+    side = max(img.size)
+    line = max(2, round(side / 200))
+    font = ImageFont.load_default(size=max(14, round(side / 28)))
+    for box, text, colour in zip(boxes, labels, colours):
+        x0, y0, x1, y1 = (float(v) * s for v in box)
+        draw.rectangle((x0, y0, x1, y1), outline=tuple(colour), width=line)
+        l, t, r, b = draw.textbbox((0, 0), str(text), font=font)
+        pad = line + 1
+        tx, ty = x0, max(0.0, y0 - (b - t) - 2 * pad)  # above the box; inside it at the photo's top edge
+        draw.rectangle((tx, ty, tx + (r - l) + 2 * pad, ty + (b - t) + 2 * pad), fill=tuple(colour))
+        draw.text((tx + pad - l, ty + pad - t), str(text), fill=(255, 255, 255), font=font)
+    return np.asarray(img)
 
 
 def enlarge(image: np.ndarray, scale: int = 4) -> np.ndarray:
