@@ -1,31 +1,46 @@
-"""Detect tab: P(fake), the verdict at the model's calibrated threshold, and where the model looked.
+"""Detect tab: find the faces of a photo, then P(fake) per face at the model's threshold and where it looked.
 
-Each request decodes within a budget (lab_budget): a small upload cannot cost minutes or gigabytes, and
-/detect_many runs in its own queue so one-image /detect calls keep answering while it works."""
+Faces are found and cropped like the training data by fdftnet.faces (MTCNN); a face crop is used as is; a
+photo without a face is scored whole only when the user asks. Each request decodes within a budget
+(lab_budget), and /detect_many runs in its own queue so one-image /detect calls keep answering while it works.
+Refused requests raise gr.Error for API clients; the page also shows the message in its status line.
+"""
+import functools
+import math
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
+from fdftnet import faces as F
 from fdftnet.archive import extract_images_zip
-from fdftnet.data import DataError, load_image
+from fdftnet.data import DataError
 from fdftnet.data.images import BudgetError, DecodeBudget
-from fdftnet.explain import decide, enlarge, heatmap, overlay
+from fdftnet.explain import draw_boxes, enlarge, heatmap, overlay
 from fdftnet.inference import predict_arrays
+from fdftnet.predict import face_detector_needed
 
+from . import detect_view as view
+from . import examples
 from . import state as st
 
-GALLERY_MAX = 24  # overlays shown for a batch; the table and CSV hold every image
+GALLERY_MAX = 24  # overlays shown for a batch; the table and CSV hold every face
 MAX_FILES = 500  # images (zip members included) per /detect_many request
 ZIP_BYTES = 64 * 2**20  # uncompressed bytes per zip in a request
+WHOLE = "score the whole image anyway (no face detection: its centre square, resized to 64×64)"
+_ERRORS: "OrderedDict[str, str]" = OrderedDict()  # session hash -> its last refused request's message
+_LOCK = threading.Lock()
 
 
 def lab_budget(max_images: int = MAX_FILES) -> DecodeBudget:
     """A request's decode budget: 12 Mpx per image (the CLI allows 40), 48 Mpx and `max_images` in all.
 
-    A 12 Mpx phone JPEG costs 0.2 Mpx (DCT draft); the totals bound PNG-heavy requests (bench.robustness)."""
+    Photos decode at full resolution (faces are cropped from them); the totals bound PNG-heavy requests."""
     return DecodeBudget(max_pixels=12_000_000, total_pixels=48_000_000, max_images=max_images)
 
 
@@ -37,40 +52,101 @@ def _file(payload) -> tuple[str, str]:
     return payload, os.path.basename(payload or "")
 
 
-def model_info(choice: str) -> str:
+def kept_for_page(fn):
+    """st.guard, keeping a refused request's one-line message for its page's status line (`status_of`)."""
+    guarded = st.guard(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return guarded(*args, **kwargs)
+        except gr.Error as e:
+            req = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+            if getattr(req, "session_hash", None):
+                with _LOCK:
+                    _ERRORS[req.session_hash] = e.message
+                    while len(_ERRORS) > 1000:  # API sessions never ask for theirs
+                        _ERRORS.popitem(last=False)
+            raise
+    return wrapper
+
+
+def status_of(request: gr.Request) -> str:
+    with _LOCK:
+        msg = _ERRORS.pop(getattr(request, "session_hash", None) or "", None)
+    return f"**Could not score this:** {msg}" if msg else "**Could not score this** (see the message above)."
+
+
+def model_info(choice: str, session: dict | None = None) -> str:
     try:
-        return f"**Model:** {st.describe(st.get_model(choice))}"
+        model = st.get_model(choice, session=session)
+        path = st.resolve(choice, session)
     except st.USER_ERRORS as e:
         return f"**Warning:** {e}"
+    own = any(m["dir"] == path for m in st.session_models(session))
+    return view.about(path, st.describe(model), own=own)
 
 
-@st.guard
-def detect_image(image, choice: str, session: dict | None = None):
-    """One image -> (verdict + confidence, P(fake), explanation, the 64x64 input, the attention overlay)."""
+def _faces(path: str, name: str, whole: bool, budget: DecodeBudget) -> tuple[np.ndarray, F.FaceResult]:
+    """(the photo, its faces): detected, the crop itself, or the whole image when asked."""
+    photo = F.load_photo(path, name=name, budget=budget)
+    with face_detector_needed():  # a missing facenet-pytorch: one line, not a traceback
+        return photo, (F.whole_image(photo) if whole else F.find_faces(photo))
+
+
+def _record(name: str, res: F.FaceResult, probs, t: float) -> dict:
+    """`fdftnet predict --json`'s record, plus the image's verdict (any face fake) and its highest P(fake)."""
+    faces = [{"box": [round(v, 1) for v in f.box], "score": None if math.isnan(f.score) else round(f.score, 4),
+              "p_fake": round(float(p), 6), "fake": bool(p >= t)} for f, p in zip(res.faces, probs)]
+    top = max((f["p_fake"] for f in faces), default=None)
+    label = None if top is None else ("fake" if top >= t else "real")
+    return {"label": label, "p_fake": top, "threshold": round(t, 6), "file": name, "faces": faces,
+            "message": res.message}
+
+
+@kept_for_page
+def detect_image(image, choice: str = st.DEFAULT, session: dict | None = None, whole: bool = False,
+                 request: gr.Request = None):
+    """One photo -> (faces JSON, highest P(fake), the photo with numbered boxes, per-face rows, verdict, status)."""
     path, name = _file(image)
     if not path:
         raise DataError("no image: upload, paste or drop one first")
     model = st.get_model(choice, session=session)
-    arr = load_image(path, name=name, budget=lab_budget(1))  # (64, 64, 3) uint8: exactly what the model sees
-    p = float(predict_arrays(model, [arr])[0])
+    photo, res = _faces(path, name, bool(whole), lab_budget(1))
     t = float(model.threshold)
-    verdict, conf = decide(p, t)
-    heat, method = heatmap(model, arr[None])
-    text = (f"## {verdict.upper()}\nP(fake) = **{p:.3f}** {'≥' if verdict == 'fake' else '<'} threshold {t:.3f} · "
-            f"confidence {conf:.0%}  \n{st.describe(model)} · overlay: {method}")
-    # the Label shows the verdict at the calibrated threshold (not argmax at 0.5) and its confidence bar
-    return {verdict: conf}, p, text, enlarge(arr), enlarge(overlay(arr, heat[0]))
+    crops = np.stack([f.crop for f in res.faces]) if res.faces else np.zeros((0, 64, 64, 3), np.uint8)
+    probs = predict_arrays(model, crops)
+    record = _record(name, res, probs, t)
+    colours = [view.FAKE_RGB if p >= t else view.REAL_RGB for p in probs]
+    shown = draw_boxes(photo, [f.box for f in res.faces], [str(i) for i in range(1, len(crops) + 1)], colours)
+    if not res.faces:
+        return record, None, shown, "", view.summary([], t, None), view.NO_FACE.format(min_px=F.MIN_FACE)
+    heat, method = heatmap(model, crops)
+    rows = view.face_rows(crops, probs, t, [overlay(c, h) for c, h in zip(crops, heat)], method)
+    return record, record["p_fake"], shown, rows, view.summary(probs, t, res.message), ""
 
 
-@st.guard
-def detect_many(files, choice: str, session: dict, request: gr.Request):
-    """Many images (or zips of images) -> (table, CSV file, overlay gallery, status, session)."""
+def detect_upload(image, choice: str, session: dict | None, whole: bool, request: gr.Request):
+    """The page's own trigger (upload, example, the checkbox): an emptied image empties the outputs."""
+    if not image:
+        return None, None, None, "", "", ""
+    return detect_image(image, choice, session, whole, request)
+
+
+def failed_detect(request: gr.Request):
+    return None, None, None, "", "", status_of(request)
+
+
+@kept_for_page
+def detect_many(files, choice: str, session: dict, whole: bool = False, request: gr.Request = None):
+    """Many images (or zips of images) -> (table of faces, CSV file, overlay gallery, status, session)."""
     if not files:
         raise DataError("no files: drop images or a zip of images first")
     model = st.get_model(choice, session=session)
     st.check_room(session)
     folder = st.session_dir(session, request)
     budget = lab_budget()
+    names, results, errors = [], [], []
     with tempfile.TemporaryDirectory(prefix="detect-", dir=folder) as work:  # extractions go when the request ends
         items = []
         for f in files:
@@ -81,29 +157,43 @@ def detect_many(files, choice: str, session: dict, request: gr.Request):
                 items.append((f, os.path.basename(f)))
             if len(items) > MAX_FILES:
                 raise DataError(f"more than {MAX_FILES} images in one request; send fewer at a time")
-        arrays, names, errors = [], [], []
         for path, name in items:
             try:
-                arrays.append(load_image(path, name=name, budget=budget))  # BudgetError stops the request
+                results.append(_faces(path, name, bool(whole), budget)[1])  # BudgetError stops the request
                 names.append(name)
             except BudgetError:
                 raise
-            except DataError as e:
+            except DataError as e:  # FaceError (an extreme aspect ratio) included
                 errors.append(str(e))
-    if not arrays:
+    if not names:
         raise DataError(f"none of the {len(items)} files is a usable image: {'; '.join(errors[:3])}")
     t = float(model.threshold)
-    probs = predict_arrays(model, arrays)
-    rows = [(n, round(float(p), 4), *decide(p, t)) for n, p in zip(names, probs)]
-    df = pd.DataFrame(rows, columns=["file", "P(fake)", "verdict", "confidence"]).round({"confidence": 3})
+    crops = [f.crop for r in results for f in r.faces]
+    probs = iter(predict_arrays(model, crops))
+    rows, shown = [], []
+    for name, res in zip(names, results):
+        for i, f in enumerate(res.faces, 1):
+            p = float(next(probs))
+            rows.append((name, i, ",".join(f"{v:.0f}" for v in f.box), round(p, 4), "fake" if p >= t else "real",
+                         res.message or ""))
+            shown.append((f.crop, f"{name} #{i}: {p:.3f}"))
+        if not res.faces:
+            rows.append((name, None, "", None, "no face", res.message or ""))
+    df = pd.DataFrame(rows, columns=["file", "face", "box", "P(fake)", "verdict", "note"])
+    df["face"] = df["face"].astype("Int64")  # face numbers stay ints beside the no-face rows
     df = df.sort_values("P(fake)", ascending=False, kind="stable")
     csv = folder / "detections.csv"  # one per session, replaced by the next request
     df.to_csv(csv, index=False)
-    heat, method = heatmap(model, arrays[:GALLERY_MAX])
-    gallery = [(enlarge(overlay(a, h), 2), f"{n}: {p:.3f}") for a, h, n, p in zip(arrays, heat, names, probs)]
-    status = f"{len(arrays)} images scored with {st.describe(model)} (overlay: {method})."
+    gallery = []
+    if shown:
+        heat, method = heatmap(model, np.stack([c for c, _ in shown[:GALLERY_MAX]]))
+        gallery = [(enlarge(overlay(c, h), 2), cap) for (c, cap), h in zip(shown, heat)]
+    no_face = sum(not r.faces for r in results)
+    status = (f"{len(names)} images, {len(crops)} faces scored at threshold {t:.3f} with {st.describe(model)}"
+              + (f"; **{no_face} with no face found** (tick the box to score them whole)" if no_face else "") + ".")
+    if shown:
+        status += "  \n" + view.LEGEND.format(method=method)
     if errors:
-        gr.Warning(f"{len(errors)} file(s) skipped: " + "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
         status += f"  \n**{len(errors)} skipped:** " + "; ".join(errors)
     return df, str(csv), gallery, status, session
 
@@ -113,37 +203,53 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
         choice = gr.Dropdown(st.model_choices(None), value=st.DEFAULT, allow_custom_value=True, scale=2,
                              label="Model", info="the default, a model fine-tuned in this session, "
                                                  "or type a local checkpoint folder or a Hub id and press Enter")
-        info = gr.Markdown(lambda: model_info(st.DEFAULT))
+        info = gr.Markdown(elem_id="about-model")
     with gr.Tab("One image"):
         with gr.Row():
-            with gr.Column():
-                image = gr.Image(type="filepath", label="Face image (upload, paste or drop)", height=300,
+            with gr.Column(scale=2):
+                image = gr.Image(type="filepath", label="Photo or face crop (upload, paste or drop)", height=360,
                                  elem_id="image")
+                whole = gr.Checkbox(False, label=WHOLE, elem_id="whole")
                 detect_btn = gr.Button("Detect", variant="primary")
-            with gr.Column():
-                label = gr.Label(label="verdict at the model's threshold, and confidence")
-                p_fake = gr.Number(label="P(fake)", precision=4, interactive=False, elem_id="p-fake")
-                verdict = gr.Markdown(elem_id="verdict")
-        with gr.Row():
-            seen = gr.Image(label="the 64×64 input the model saw", interactive=False, height=280)
-            where = gr.Image(label="where it looked", interactive=False, height=280)
+                status = gr.Markdown(label="status", elem_id="detect-status")
+                gr.Examples(examples.paths(), inputs=image, label="Examples (one click)",
+                                 example_labels=[cap for _, cap, _ in examples.EXAMPLES])
+                gr.Markdown(examples.credits(), elem_id="example-credits")
+            with gr.Column(scale=3):
+                shown = gr.Image(label="faces found (numbered boxes)", interactive=False, height=460,
+                                 elem_id="boxes")
+                verdict = gr.Markdown(label="verdict", elem_id="verdict")
+                # for API clients (a summary of the JSON); hidden: gradio shows "0" for an empty Number
+                p_fake = gr.Number(label="highest P(fake)", precision=4, interactive=False, visible=False,
+                                   elem_id="p-fake")
+        rows = gr.HTML(label="face rows", elem_id="faces")
+        with gr.Accordion("JSON (what the /detect API returns)", open=False):
+            record = gr.JSON(label="faces")
     with gr.Tab("Many images or a zip"):
         files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images and/or zips of images")
+        whole_many = gr.Checkbox(False, label=WHOLE)
         many_btn = gr.Button("Detect all", variant="primary")
-        status = gr.Markdown()
-        table = gr.Dataframe(label="results (click a header to sort)", interactive=False, max_height=400)
+        many_status = gr.Markdown(label="status", elem_id="many-status")
+        table = gr.Dataframe(label="faces table", interactive=False, max_height=400)
         csv = gr.File(label="CSV download")
-        gallery = gr.Gallery(label=f"where it looked (first {GALLERY_MAX})", columns=6, height="auto")
+        gallery = gr.Gallery(label=f"where it looked (first {GALLERY_MAX} faces)", columns=6, height="auto")
 
     # one-image calls and batches queue apart: a heavy batch never holds up /detect
-    choice.change(model_info, choice, info, concurrency_limit=2, concurrency_id="detect", api_visibility="private")
-    gr.on([demo.load, session.change], lambda s, c: gr.update(choices=st.model_choices(s), value=c),
-          [session, choice], choice, api_visibility="private")
-    outs = [label, p_fake, verdict, seen, where]
+    gr.on([demo.load, choice.change], model_info, [choice, session], info, api_visibility="private",
+          concurrency_limit=2, concurrency_id="detect")
+    gr.on([demo.load, session.change], _choices, [session, choice], choice, api_visibility="private")
+    outs = [record, p_fake, shown, rows, verdict, status]
     # preprocess=False: the upload reaches fdftnet's safe decoder untouched (gr.Image would open it with PIL first)
-    detect_btn.click(detect_image, [image, choice, session], outs, api_name="detect", preprocess=False,
-                     concurrency_limit=2, concurrency_id="detect")
-    image.upload(detect_image, [image, choice, session], outs, preprocess=False, api_visibility="private",
-                 concurrency_limit=2, concurrency_id="detect")
-    many_btn.click(detect_many, [files, choice, session], [table, csv, gallery, status, session],
-                   api_name="detect_many", concurrency_limit=1, concurrency_id="detect_many")
+    detect_btn.click(detect_image, [image, choice, session, whole], outs, api_name="detect", preprocess=False,
+                     concurrency_limit=2, concurrency_id="detect").failure(failed_detect, None, outs,
+                                                                           api_visibility="private")
+    gr.on([image.change, whole.input], detect_upload, [image, choice, session, whole], outs, preprocess=False,
+          api_visibility="private", concurrency_limit=2, concurrency_id="detect"
+          ).failure(failed_detect, None, outs, api_visibility="private")
+    many_btn.click(detect_many, [files, choice, session, whole_many], [table, csv, gallery, many_status, session],
+                   api_name="detect_many", concurrency_limit=1, concurrency_id="detect_many"
+                   ).failure(status_of, None, many_status, api_visibility="private")
+
+
+def _choices(session, choice):
+    return gr.update(choices=st.model_choices(session), value=choice)

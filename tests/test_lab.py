@@ -87,12 +87,13 @@ def test_discovery_prefers_default_json(lab):
 def test_detect_image_returns_probability_and_overlays(lab):
     from lab import detect
     for choice in ("default", "default-baseline", str(lab.ck / "fdftnet-squeezenet")):
-        label, p, text, seen, where = detect.detect_image({"path": lab.fake, "orig_name": "f.png"}, choice)
-        verdict, conf = next(iter(label.items()))
-        assert 0 <= p <= 1 and 0 <= conf <= 1 and verdict == ("fake" if p >= 0.5 else "real") and "P(fake)" in text
-        assert seen.shape == (256, 256, 3) and where.shape == (256, 256, 3)
-    assert "FTT attention" in detect.detect_image(lab.real, "default")[2]
-    assert "Grad-CAM" in detect.detect_image(lab.real, "default-baseline")[2]
+        record, p, shown, rows, verdict, status = detect.detect_image({"path": lab.fake, "orig_name": "f.png"}, choice)
+        face = record["faces"][0]  # a 64x64 face crop: used as is, one face
+        assert 0 <= p <= 1 and p == face["p_fake"] and face["fake"] == (p >= record["threshold"])
+        assert record["label"] == ("fake" if face["fake"] else "real") and "P(fake)" in verdict
+        assert shown.shape == (64, 64, 3) and rows.count('class="face-row"') == 1
+    assert "FTT attention" in detect.detect_image(lab.real, "default")[3]
+    assert "Grad-CAM" in detect.detect_image(lab.real, "default-baseline")[3]
 
 
 def _odd_images(d: Path) -> dict:
@@ -155,8 +156,9 @@ def test_detect_many_table_csv_and_skips(lab, tmp_path):
     session = st.new_session()
     files = [lab.real, lab.fake, str(tmp_path / "notes.png"), lab.zip]
     df, csv, gallery, status, session = detect.detect_many(files, "default", session, None)
-    assert len(df) == 12 and list(df.columns) == ["file", "P(fake)", "verdict", "confidence"]
-    assert df["P(fake)"].is_monotonic_decreasing and Path(csv).read_text().startswith("file,P(fake)")
+    # 12 face crops, each used as is: one row per face
+    assert len(df) == 12 and list(df.columns) == ["file", "face", "box", "P(fake)", "verdict", "note"]
+    assert df["P(fake)"].is_monotonic_decreasing and Path(csv).read_text().startswith("file,face,box,P(fake)")
     assert "1 skipped" in status and "notes.png" in status and len(gallery) == 12
     with pytest.raises(gr.Error, match="no files"):
         detect.detect_many([], "default", session, None)

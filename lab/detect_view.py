@@ -1,0 +1,101 @@
+"""What the Detect tab shows, as text and HTML: the "about this model" line, the per-face rows, the verdict.
+
+No gradio and no math here: lab/detect.py calls fdftnet and hands the numbers to these builders.
+"""
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fdftnet.card import card_metadata
+from fdftnet.explain import colour_scale
+
+FAKE_RGB, REAL_RGB = (214, 39, 40), (44, 160, 44)  # box and verdict colours
+FINETUNE_TAB = "Few-shot fine-tune"
+LEGEND = ("colour scale of the overlays: blue = where the model looked least, red = where it looked most "
+          "(each face scaled to its own range; {method})")
+
+
+def _png(arr: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "n/a"
+
+
+def about(model_dir: str | None, kind: str, own: bool = False) -> str:
+    """One Markdown line from a checkpoint's card data: what it was trained on and how it scored there."""
+    try:
+        meta = card_metadata(model_dir) if model_dir else {}
+    except (OSError, ValueError):
+        meta = {}
+    try:
+        info = json.loads((Path(model_dir) / "training.json").read_text()).get("info") or {}
+    except (OSError, ValueError, TypeError, AttributeError):
+        info = {}
+    results = [r for m in meta.get("model-index", []) for r in m.get("results", [])]
+    best = next((r for r in results if r["dataset"]["split"] == "test"), results[-1] if results else None)
+    counts = info.get("train_counts") or {}
+    n = " + ".join(f"{v} {k}" for k, v in counts.items())
+    if own:
+        trained = f"fine-tuned in this session on your upload ({n} images)" if n else "fine-tuned in this session"
+    elif info.get("data"):
+        trained = f"trained on **{Path(str(info['data'])).name}**" + (f" ({n} face crops)" if n else "")
+    else:
+        trained = "no training record came with this checkpoint"
+    text = f"**About this model:** {kind}; {trained}"
+    if best:
+        m = {x["name"]: x["value"] for x in best["metrics"]}
+        auroc = f"{m['AUROC']:.3f}" if isinstance(m.get("AUROC"), (int, float)) else "n/a"
+        where = "its hold-out" if own else f"{best['dataset']['name']} {best['dataset']['split']}"
+        text += f"; on {where}: ACC {_pct(m.get('ACC'))}, AUROC {auroc}"
+    return (text + f". Faces from another kind of fake (another generator or face swap) may need a few-shot "
+                   f"fine-tune first: see the **{FINETUNE_TAB}** tab.")
+
+
+def face_rows(crops, probs, threshold: float, overlays, method: str) -> str:
+    """An HTML table, one row per face: number, its 64x64 crop, P(fake), verdict, where it looked; a legend."""
+    t = float(threshold)
+    head = ("<tr><th>#</th><th>the 64×64 crop the model saw</th><th>P(fake)</th>"
+            f"<th>verdict at threshold {t:.3f}</th><th>where it looked</th></tr>")
+    img = '<img src="{}" width="128" height="128" style="image-rendering: pixelated" alt="{}">'
+    rows = []
+    for i, (crop, p, ov) in enumerate(zip(crops, probs, overlays), 1):
+        fake = float(p) >= t
+        colour = "rgb({},{},{})".format(*(FAKE_RGB if fake else REAL_RGB))
+        sign = "≥" if fake else "<"
+        rows.append(f'<tr class="face-row" data-face="{i}"><td><b>{i}</b></td>'
+                    f'<td>{img.format(_png(crop), f"face {i}")}</td><td class="p-fake">{float(p):.3f}</td>'
+                    f'<td style="color:{colour}"><b>{"FAKE" if fake else "REAL"}</b> ({float(p):.3f} {sign} {t:.3f})'
+                    f'</td><td>{img.format(_png(ov), f"face {i}: {method}")}</td></tr>')
+    scale = f'<img src="{_png(colour_scale(160, 10))}" width="160" height="10" alt="colour scale">'
+    legend = f'<p class="legend">{scale} {html.escape(LEGEND.format(method=method))}</p>'
+    return f'<table class="faces">{head}{"".join(rows)}</table>{legend}'
+
+
+def summary(probs, threshold: float, message: str | None) -> str:
+    """The verdict line(s): per face P(fake) against the threshold, then what was left out."""
+    t = float(threshold)
+    parts = []
+    if len(probs):
+        n_fake = sum(float(p) >= t for p in probs)
+        head = (f"### {'FAKE' if n_fake else 'REAL'}" if len(probs) == 1
+                else f"### {len(probs)} faces: {n_fake} look{'s' * (n_fake == 1)} fake")
+        faces = [f"face {i}: **{'fake' if float(p) >= t else 'real'}**, P(fake) = {float(p):.3f} "
+                 f"{'≥' if float(p) >= t else '<'} threshold {t:.3f}" for i, p in enumerate(probs, 1)]
+        parts += [head, " · ".join(faces)]
+    if message:
+        parts.append(f"_{message}_")
+    return "  \n".join(parts)
+
+
+NO_FACE = ("**No face found** (faces under {min_px} px are ignored). The model judges face crops; tick "
+           "**score the whole image anyway** to score the whole picture, squashed to 64×64 (that verdict means "
+           "little for anything but a face crop).")
