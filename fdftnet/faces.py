@@ -282,14 +282,17 @@ def largest_face(image: np.ndarray, min_size: int = MIN_FACE) -> tuple[Face, Fac
 # files and folders
 
 
-def load_photo(src: ImageSource, name: str | None = None, budget: DecodeBudget | None = None) -> np.ndarray:
+def load_photo(src: ImageSource, name: str | None = None, budget: DecodeBudget | None = None,
+               max_side: int | None = None) -> np.ndarray:
     """Decode a photo at full size into (H, W, 3) uint8, or raise DataError naming it.
 
     One decode by `data.images.load_image(size=None)`, with every guard and one-line message it has
     (format whitelist, size limits from the header, truncated or lying files, FIFOs, a server
-    request's DecodeBudget), EXIF orientation and RGB conversion.
+    request's DecodeBudget), EXIF orientation and RGB conversion. max_side: a JPEG at least twice as
+    long is decoded at a reduced DCT scale keeping >= max_side px (a server's budget; MAX_DETECT_SIDE
+    is what detection looks at).
     """
-    return images.load_image(src, size=None, name=name, budget=budget)
+    return images.load_image(src, size=None, name=name, budget=budget, max_side=max_side)
 
 
 def _class_dirs(src: str, split: str) -> dict[tuple[str, str], str]:

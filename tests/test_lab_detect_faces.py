@@ -152,6 +152,11 @@ def test_load_photo_decodes_once_at_full_size_within_the_budget(tmp_path):
     with pytest.raises(BudgetError, match="more than 2 Mpx"):
         faces.load_photo(tmp_path / "p.jpg", budget=budget)
     assert load_image(tmp_path / "p.jpg").shape == (64, 64, 3)  # the default path is unchanged
+    # a JPEG at least twice max_side decodes at a DCT scale keeping >= max_side px; the budget sees that size
+    budget = DecodeBudget(max_pixels=400_000)
+    assert faces.load_photo(tmp_path / "p.jpg", budget=budget, max_side=500).shape == (600, 500, 3)
+    assert budget.pixels == 600 * 500
+    assert faces.load_photo(tmp_path / "p.jpg", max_side=700).shape == (1200, 1000, 3)  # under twice: full size
 
 
 def test_whole_image_boxes_and_colour_scale():

@@ -89,7 +89,7 @@ def _describe(src) -> str:
 
 
 def load_image(src: ImageSource, size: int | None = 64, name: str | None = None,
-               budget: DecodeBudget | None = None) -> np.ndarray:
+               budget: DecodeBudget | None = None, max_side: int | None = None) -> np.ndarray:
     """Decode `src` into a (size, size, 3) uint8 RGB array, or raise DataError naming the source.
 
     Args:
@@ -98,6 +98,8 @@ def load_image(src: ImageSource, size: int | None = 64, name: str | None = None,
             with PIL's antialiased bicubic filter. Images already size x size are not resampled.
             None: the whole image at full resolution, (H, W, 3) (no crop, resize or JPEG draft);
             every check and the budget charge stay the same (the budget sees the full pixel count).
+        max_side: with size=None, a JPEG whose long side is at least twice this is decoded at the DCT
+            scale (1/2..1/8) that keeps its long side >= max_side; the budget sees that size.
         name: what to call `src` in error messages (default: its path or file name).
         budget: a server request's DecodeBudget (lower per-image cap, totals per request); None: MAX_PIXELS only.
     Steps: header-only open (formats restricted to `_FORMATS`), size checks against MIN_SIDE and
@@ -108,7 +110,7 @@ def load_image(src: ImageSource, size: int | None = 64, name: str | None = None,
     name = name or _describe(src)
     nbytes = None
     if isinstance(src, Image.Image):
-        return _decode(src, size, name, budget)
+        return _decode(src, size, name, budget, max_side=max_side)
     if isinstance(src, (bytes, bytearray, memoryview)):
         src = io.BytesIO(bytes(src))
         nbytes = len(src.getbuffer())
@@ -131,7 +133,7 @@ def load_image(src: ImageSource, size: int | None = 64, name: str | None = None,
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{name}: not an image ({_reason(e)})") from None
     with img:
-        return _decode(img, size, name, budget, nbytes)
+        return _decode(img, size, name, budget, nbytes, max_side)
 
 
 def _reason(e: BaseException) -> str:
@@ -140,7 +142,8 @@ def _reason(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def _plan(img: Image.Image, size: int | None, name: str, budget: DecodeBudget | None, nbytes: int | None) -> bool:
+def _plan(img: Image.Image, size: int | None, name: str, budget: DecodeBudget | None, nbytes: int | None,
+          max_side: int | None = None) -> bool:
     """Header checks, JPEG draft (DCT scaling) and the budget charge, all before decoding a pixel.
 
     Returns True for a JPEG with few bytes per pixel (checked for libjpeg's grey fill once decoded)."""
@@ -157,6 +160,10 @@ def _plan(img: Image.Image, size: int | None, name: str, budget: DecodeBudget | 
         sparse = nbytes is not None and nbytes < w * h * JPEG_SPARSE_BYTES_PER_PX
         if size is not None and min(w, h) >= 8 * size:  # DCT scale 1/2..1/8: a 12 Mpx photo costs 0.2 Mpx
             img.draft(None, (4 * size, 4 * size))  # still >= 4x the output side: the resize antialiases
+            w, h = img.size
+        elif size is None and max_side and max(w, h) >= 2 * max_side:  # a big photo, kept >= max_side
+            k = max(w, h) // max_side  # PIL takes the largest of 8, 4, 2 that is <= k
+            img.draft(None, (w // k, h // k))
             w, h = img.size
     if budget is not None:
         if w * h > budget.max_pixels:
@@ -181,10 +188,10 @@ def charge_headers(paths: Sequence, budget: DecodeBudget, size: int = 64) -> Non
 
 
 def _decode(img: Image.Image, size: int | None, name: str, budget: DecodeBudget | None = None,
-            nbytes: int | None = None) -> np.ndarray:
+            nbytes: int | None = None, max_side: int | None = None) -> np.ndarray:
     """Check, fully decode, orient, convert and resize an opened (maybe not yet loaded) image."""
     header = f"{img.size[0]}x{img.size[1]}"
-    sparse = _plan(img, size, name, budget, nbytes)
+    sparse = _plan(img, size, name, budget, nbytes, max_side)
     w, h = img.size
     try:
         if img.tell() != 0:  # animated GIF/WebP/APNG/TIFF: first frame (n_frames would scan it all)
