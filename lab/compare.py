@@ -191,8 +191,8 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
         # custom values reach run_sweep, which refuses them in one line (a Dropdown would raise in preprocess)
         sweep_set = gr.Dropdown(sets, value=sets[0] if sets else None, allow_custom_value=True, scale=2,
                                 label="dataset (benchmark sets, this session's uploads)",
-                                info=None if sets else "none yet: fine-tune in the Few-shot tab and its upload "
-                                "joins this list (the server's benchmark sets come from FDFTNET_DATA)")
+                                info="the server's sets (FDFTNET_DATA), then each upload of this session: "
+                                "fine-tune or compare methods in the Few-shot tab to add yours")
         split = gr.Dropdown(SPLITS, value="test", allow_custom_value=True, label="split")
         limit = gr.Slider(4, 500, value=50, step=1, precision=0, label="images per class")
     sweep_btn = gr.Button("Run the sweep", variant="primary")

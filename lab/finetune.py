@@ -11,14 +11,14 @@ from pathlib import Path
 import gradio as gr
 
 from fdftnet.archive import holdout_split, zip_dir
-from fdftnet.data import DataError, load_image_folder
+from fdftnet.data import DataError
 from fdftnet.inference import evaluate
 from fdftnet.metrics import jsonable
-from fdftnet.train import TrainConfig, finetune
+from fdftnet.train import TrainConfig, finetune, load_data
 
 from . import methods, plots
 from . import state as st
-from .uploads import prepare_upload
+from .uploads import prepare_upload, pseudo_fake_examples
 
 log = logging.getLogger("fdftnet.lab")
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc")
@@ -26,12 +26,20 @@ BACKBONE_LRS = [("the same as the new layers (1e-3)", ""), ("1e-4", "1e-4"), ("1
 NO_TOKEN = "paste a write token: the lab pushes only with your own token (huggingface.co/settings/tokens)"
 
 
-def _prepare(zip_file, real_files, fake_files, root: Path, progress) -> tuple[dict, str]:
-    """Upload -> one face crop per photo -> root/data/{finetune,validation}/{real,fake}, 25% per class (at least 2)
-    held out. Returns (the split's counts, the skipped-photos note)."""
-    faces, _, note = prepare_upload(zip_file, real_files, fake_files, root,
-                                    progress=lambda d, t: progress(d / t, desc="finding faces"))
-    return holdout_split(faces, root / "data", holdout=0.25, min_holdout=2), note
+def _prepare(zip_file, real_files, fake_files, root: Path, progress, reals_only: bool) -> tuple[dict, dict, str]:
+    """Upload -> one face crop per photo -> (split counts, TrainConfig data settings, skipped-photos note).
+
+    Labelled: root/data/{finetune,validation}/{real,fake}, 25% per class (at least 2) held out. Reals only (issue 21):
+    TrainConfig holds 25% of the reals out itself and validates on them plus one fixed self-blend of each."""
+    faces, counts, note = prepare_upload(zip_file, real_files, fake_files, root, reals_only=reals_only,
+                                         progress=lambda d, t: progress(d / t, desc="finding faces"))
+    if reals_only:
+        held = max(2, round(0.25 * counts["real"]))
+        split = {"finetune": {"real": counts["real"] - held, "fake": 0}, "validation": {"real": held, "fake": held}}
+        return split, dict(data=str(faces.parent), train_split=faces.name, val_split=None, holdout=held,
+                           pseudo_fakes="self-blend", reals_only=True), note
+    split = holdout_split(faces, root / "data", holdout=0.25, min_holdout=2)
+    return split, dict(data=str(root / "data"), train_split="finetune", val_split="validation"), note
 
 
 def _free(run_dir: Path, out: Path) -> None:
@@ -40,13 +48,16 @@ def _free(run_dir: Path, out: Path) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _results(base_m: dict, ft_m: dict, n: int, start: str = "baseline") -> str:
+def _results(base_m: dict, ft_m: dict, n: int, start: str = "baseline", reals_only: bool = False) -> str:
     rows = [("ACC (own threshold)", "acc"), ("AUROC", "auroc"), ("AP", "ap"), ("EER ↓", "eer")]
     fmt = lambda v: "–" if v is None or v != v else f"{v:.3f}"  # noqa: E731 - NaN/None -> dash
     lines = [f"| on the {n} held-out images | {start} | fine-tuned FDFtNet |", "|---|---|---|"]
     lines += [f"| {name} | {fmt(base_m.get(k))} | {fmt(ft_m.get(k))} |" for name, k in rows]
+    pseudo = (" Its fakes are self-blends of its reals: no real fake was seen, so try the model on real fakes "
+              "before trusting it." if reals_only else "")
     return "\n".join(lines) + ("\n\n*The hold-out also chose the best epoch and FDFtNet's threshold, so with a "
-                               "handful of images treat these numbers as a sanity check, not a benchmark.*")
+                               "handful of images treat these numbers as a sanity check, not a benchmark."
+                               + pseudo + "*")
 
 
 def _parse_lr(text) -> float | None:
@@ -66,8 +77,10 @@ def _parse_lr(text) -> float | None:
 @st.guard
 def run_finetune(zip_file=None, real_files=None, fake_files=None, base: str = st.DEFAULT_BASELINE, shots: int = 0,
                  epochs: int = 5, frozen: bool = True, alpha: int = 3, beta: int = 10, backbone_lr: str = "",
-                 session: dict | None = None, request: gr.Request = None, progress=gr.Progress()):
-    """Fine-tune FDFtNet on a labelled upload (a zip with real/ and fake/, or two lists of images), 25% held out.
+                 session: dict | None = None, reals_only: bool = False, request: gr.Request = None,
+                 progress=gr.Progress()):
+    """Fine-tune FDFtNet on a labelled upload (a zip with real/ and fake/, or two lists of images), 25% held out;
+    reals_only: real photos alone (a zip or the real list), the fakes self-blended from them (issue 21).
 
     Yields (curves, status, results, session, checkpoint zip) after setup, each epoch and at the end.
     backbone_lr: "" (the backbone trains at the same lr as the new layers) or a number as text, used only when
@@ -88,7 +101,7 @@ def run_finetune(zip_file=None, real_files=None, fake_files=None, base: str = st
     run_dir = Path(tempfile.mkdtemp(prefix=f"finetune{k}-", dir=st.session_dir(session, request)))
     try:
         yield from _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs,
-                          frozen, alpha, beta, backbone_lr, session, sid, progress)
+                          frozen, alpha, beta, backbone_lr, session, sid, progress, bool(reals_only))
     finally:
         failed = not any(m["dir"].startswith(str(run_dir)) for m in session["models"])
         # on a thread of its own: a /cancel waits for this generator to close, and must not wait for the cleanup
@@ -104,24 +117,25 @@ def _cleanup(run_dir: Path | None) -> None:
 
 
 def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs, frozen, alpha, beta,
-           backbone_lr, session, sid, progress):
+           backbone_lr, session, sid, progress, reals_only):
     """run_finetune's body: prepare the upload, train, evaluate on the hold-out, add the model to the session."""
-    split, skipped = _prepare(zip_file, real_files, fake_files, run_dir, progress)
-    n_train = min(split["finetune"].values())
+    split, data, skipped = _prepare(zip_file, real_files, fake_files, run_dir, progress, reals_only)
+    n_train = split["finetune"]["real"] if reals_only else min(split["finetune"].values())
     shots = int(shots or 0)
     if shots > n_train:
         gr.Info(f"{n_train} training images per class after the hold-out: using all of them")
-    cfg = TrainConfig(stage="finetune", data=str(run_dir / "data"), train_split="finetune", val_split="validation",
-                      **{"init_from" if adapt else "backbone_from": base_dir}, out=str(run_dir / "model"),
+    cfg = TrainConfig(stage="finetune", **data, **{"init_from" if adapt else "backbone_from": base_dir},
+                      out=str(run_dir / "model"),
                       epochs=int(epochs), shots=shots if 0 < shots <= n_train else None, freeze_backbone=bool(frozen),
                       cutout_holes=int(alpha), cutout_scale=int(beta), backbone_lr=backbone_lr,
                       batch_size=32,  # few-shot sets are tiny: several steps per epoch instead of one
                       meta={"source": "fdftnet lab"})
     history, done = [], None
     tr, va = split["finetune"], split["validation"]
-    yield plots.training_curves([]), (f"training on {tr['real']} real + {tr['fake']} fake faces, holding out "
-                                      f"{va['real']} + {va['fake']} …" + (f"  \n{skipped}" if skipped else "")), \
-        "", session, None
+    fakes = "a self-blend of each real per batch" if reals_only else f"{tr['fake']} fake faces"
+    held = f"{va['real']} reals + a self-blend of each" if reals_only else f"{va['real']} + {va['fake']}"
+    yield plots.training_curves([]), (f"training on {tr['real']} real faces + {fakes}, holding out {held} …"
+                                      + (f"  \n{skipped}" if skipped else "")), "", session, None
     gen = finetune(cfg)
     try:
         for ev in gen:
@@ -141,20 +155,21 @@ def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, 
     finally:
         gen.close()
     progress(1.0, desc="evaluating on the hold-out")
-    val = load_image_folder(cfg.data, "validation")
+    val = load_data(cfg)[1]  # the run's own hold-out (reals only: with its fixed self-blends)
     base_m = evaluate(st.get_model(base, session=session), val)
     model = st.get_model(cfg.out, session=session)  # cached now, so Detect uses it at once
     ft_m = evaluate(model, val)
     if sid in st.CANCELLED:  # Cancel came after the last epoch: keep the promise that nothing is added
         st.CANCELLED.discard(sid)
         return
-    variant = f"fdftnet-{'frozen' if frozen else 'unfrozen'}" + ("-adapt" if adapt else "")
+    variant = f"fdftnet-{'frozen' if frozen else 'unfrozen'}" + ("-adapt" if adapt else "") + (
+        "-reals-only" if reals_only else "")
     start = "FDFtNet before" if adapt else "baseline"
     used = cfg.shots or n_train
     lr_note = f" (backbone lr {backbone_lr:g})" if backbone_lr is not None else ""
     session["models"].append({"label": f"fine-tuned #{k}: {model.backbone_name}, {variant[8:]}{lr_note}, "
                                        f"{used} shots/class",
-                              "dir": cfg.out, "base": base_dir, "data": cfg.data})
+                              "dir": cfg.out, "base": base_dir, "data": None if reals_only else cfg.data})
     common = {"backbone": model.backbone_name, "dataset": f"session upload #{k}", "shots": used, "seed": cfg.seed}
     session["runs"] += [{**common, "variant": "fdftnet-start" if adapt else "baseline", "metrics": jsonable(base_m),
                          "history": []},
@@ -163,7 +178,21 @@ def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, 
     archive = zip_dir(cfg.out, run_dir / f"fdftnet-finetuned-{k}.zip")
     status = (f"**Done:** best epoch {done['best_epoch']} of {done['epochs_run']}. The model is now in Detect's "
               f"picker as “fine-tuned #{k}”." + (f"  \n{skipped}" if skipped else ""))
-    yield plots.training_curves(history), status, _results(base_m, ft_m, len(val), start), session, archive
+    results = _results(base_m, ft_m, len(val), start, reals_only)
+    yield plots.training_curves(history), status, results, session, archive
+
+
+def preview_pseudo_fakes(zip_file, real_files, reals_only: bool):
+    """Reals-only: a few face crops of the upload beside the self-blends training will make of them."""
+    if not reals_only:
+        return gr.update(visible=False, value=None)
+    if not (zip_file or real_files):
+        return gr.update(visible=True, value=None, label="upload real photos to see the pseudo-fakes made of them")
+    try:
+        return gr.update(visible=True, value=pseudo_fake_examples(zip_file, real_files),
+                         label="pseudo-fakes that training will make from your reals (first faces of the upload)")
+    except DataError as e:  # shown in the gallery's label; the run itself reports the full reason
+        return gr.update(visible=True, value=None, label=f"no preview: {str(e).splitlines()[0]}")
 
 
 def cancel_finetune(request: gr.Request) -> str:
@@ -217,6 +246,11 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
 def _render_one(zip_file, real_files, fake_files, base, session: gr.State) -> None:
     with gr.Row():
         with gr.Column(scale=1):
+            reals_only = gr.Checkbox(False, label="I only have real photos (of this person or source)",
+                                     info="the fake class is then made of self-blends of your reals (issue 21)",
+                                     elem_id="ft-reals-only")
+            examples = gr.Gallery(label="pseudo-fakes that training will make from your reals", columns=4,
+                                  height="auto", visible=False, elem_id="ft-pseudo")
             shots = gr.Slider(0, 200, value=0, step=1, precision=0, label="shots per class (0 = all)")
             epochs = gr.Slider(1, 50, value=5, step=1, precision=0, label="epochs", elem_id="ft-epochs")
             frozen = gr.Checkbox(value=True, label="freeze the backbone (the paper's best)")
@@ -244,8 +278,11 @@ def _render_one(zip_file, real_files, fake_files, base, session: gr.State) -> No
                 push_btn = gr.Button("Push")
                 push_status = gr.Markdown()
 
-    run_ev = run_btn.click(run_finetune, [zip_file, real_files, fake_files, base, shots, epochs, frozen, alpha, beta,
-                                          backbone_lr, session], [curves, status, results, session, archive],
+    gr.on([reals_only.change, zip_file.change, real_files.change], preview_pseudo_fakes,
+          [zip_file, real_files, reals_only], examples, api_visibility="private")
+    inputs = [zip_file, real_files, fake_files, base, shots, epochs, frozen, alpha, beta, backbone_lr, session,
+              reals_only]
+    run_ev = run_btn.click(run_finetune, inputs, [curves, status, results, session, archive],
                            api_name="finetune", concurrency_limit=1, concurrency_id="train",
                            show_progress_on=archive)  # the bar fills the empty checkpoint box; curves stay visible
     cancel_btn.click(cancel_finetune, None, results, cancels=[run_ev], api_visibility="private")

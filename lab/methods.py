@@ -26,11 +26,13 @@ METHOD_INFO = [("FDFtNet: new FTT + MBblockV3 on the frozen backbone", "fdftnet"
                ("baseline, head only", "baseline-head"), ("baseline, whole network (lr 1e-4)", "baseline-full"),
                ("linear probe on the baseline's features", "linear-probe")]
 STEPS = 30  # optimizer steps per run: half fdftnet.sweep's 60, so the default sweep takes minutes on a CPU
-# seconds per 30-step run from the default baseline (EfficientNet-Lite0) on 2 shared CPU cores: half the
-# train_seconds of bench/results/sweep_gan64.json's 60-step runs (k = 5-25, measured at load ~7), plus scoring
-SECONDS = {"fdftnet": 22, "fdftnet-adapt": 22, "baseline-head": 10, "baseline-full": 30, "linear-probe": 3}
-ESTIMATE = ("{runs} runs (methods × shots × seeds), about {minutes} min on a busy 2-core CPU with the default "
-            "baseline (less on a quiet one or a GPU). Points appear as runs finish; Cancel stops at the next step.")
+# wall seconds per 30-step run from the default baseline (EfficientNet-Lite0) on the shared 2-core CPU at load ~8,
+# loading, training and scoring included: the browser test's sweep (16 + 16 gan64 crops, k = 2, 5, 10, fdftnet +
+# baseline-head + linear-probe, 2 seeds: 18 runs) took about 15 min there. Training alone is half of
+# bench/results/sweep_gan64.json's 60-step train_seconds; loading and scoring each model cost the rest.
+SECONDS = {"fdftnet": 70, "fdftnet-adapt": 70, "baseline-head": 50, "baseline-full": 90, "linear-probe": 30}
+ESTIMATE = ("{runs} runs (methods × shots × seeds): about {minutes} min on a busy shared 2-core CPU with the default "
+            "baseline, less on a quiet machine or a GPU. Points appear as runs finish; Cancel stops at the next step.")
 
 
 def parse_shots(text) -> list[int]:

@@ -228,6 +228,7 @@ def shots_bands(points: list[dict], title: str = "", placeholder: str = "no runs
             if (g["size"] > 1).any():
                 fig.add_trace(go.Scatter(x=list(g["k"]) + list(g["k"])[::-1],
                                          y=list(g["mean"] + sd) + list(g["mean"] - sd)[::-1], fill="toself",
+                                         mode="lines",  # no markers: plotly adds them to short traces
                                          fillcolor=fill, line=dict(width=0), hoverinfo="skip", showlegend=False,
                                          legendgroup=name), 1, col)
             fig.add_trace(go.Scatter(x=g["k"], y=g["mean"], mode="lines+markers", name=name, legendgroup=name,

@@ -10,8 +10,8 @@ import re
 import shutil
 from pathlib import Path
 
-from fdftnet.archive import MIN_PER_CLASS, collect_labelled, extract_labelled_zip
-from fdftnet.data import DataError
+from fdftnet.archive import MAX_FILES, MIN_PER_CLASS, collect_labelled, extract_images_zip, extract_labelled_zip
+from fdftnet.data import DataError, load_image
 from fdftnet.data.images import DecodeBudget, charge_headers
 from fdftnet.faces import crop_folder
 
@@ -36,14 +36,37 @@ def skipped_note(report: dict, root: Path) -> str:
             + "; ".join(names) + more + ".")
 
 
-def prepare_upload(zip_file, real_files, fake_files, root: Path, progress=None) -> tuple[Path, dict, str]:
-    """Upload -> (root/faces holding real/ and fake/ crops, {"real": n, "fake": m}, skipped-photos note).
+def _reals_only(zip_file, real_files, fake_files, dest: Path) -> None:
+    """A reals-only upload (issue 21): a zip of real photos in any layout, or the real images drop -> dest/."""
+    if fake_files:
+        raise DataError("“I only have real photos” is ticked: drop no fake images (or untick it)")
+    if zip_file:
+        names = [name for _, name in extract_images_zip(zip_file, dest, max_total_bytes=UPLOAD_BYTES)]
+        if any("fake" in (p.lower() for p in n.split("/")[:-1]) for n in names):
+            raise DataError("“I only have real photos” is ticked, but the zip has a fake/ folder: untick it to use "
+                            "those fakes, or zip the real photos alone")
+        return
+    if len(real_files) > MAX_FILES:
+        raise DataError(f"{len(real_files)} files uploaded, more than the limit of {MAX_FILES}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for k, src in enumerate(real_files):
+        name = Path(src).name
+        load_image(src, name=f"real: {name}")  # a one-line DataError naming a file that is not an image
+        shutil.copyfile(src, dest / f"{k:05d}_{name}")
 
-    progress(done, total) is called after each photo. DataError in one line: both or neither upload kind,
-    a bad archive or image, too many pixels, or too few faces left in a class after cropping."""
+
+def prepare_upload(zip_file, real_files, fake_files, root: Path, progress=None,
+                   reals_only: bool = False) -> tuple[Path, dict, str]:
+    """Upload -> (a folder holding real/ and fake/ crops, {"real": n, "fake": m}, skipped-photos note).
+
+    reals_only: the upload is real photos only (a zip in any layout, or the real images drop); the folder then
+    holds real/ alone. progress(done, total) is called after each photo. DataError in one line: both or neither
+    upload kind, a bad archive or image, too many pixels, or too few faces left in a class after cropping."""
     if zip_file and (real_files or fake_files):
         raise DataError("give either a zip or the two image drops, not both")
-    if zip_file:
+    if reals_only and (zip_file or real_files):
+        _reals_only(zip_file, real_files, fake_files, root / "upload" / "real")
+    elif zip_file:
         extract_labelled_zip(zip_file, root / "upload", max_total_bytes=UPLOAD_BYTES)
     elif real_files or fake_files:
         collect_labelled({"real": real_files, "fake": fake_files}, root / "upload")
@@ -56,8 +79,34 @@ def prepare_upload(zip_file, real_files, fake_files, root: Path, progress=None) 
     note = skipped_note(report, root)
     counts = report["counts"]["faces"]
     shutil.rmtree(root / "upload", ignore_errors=True)  # the photos are no longer needed, only their crops
-    few = [f"{c} has {counts[c]}" for c in ("real", "fake") if counts[c] < MIN_PER_CLASS]
+    few = [f"{c} has {counts[c]}" for c in ("real",) + ("fake",) * (not reals_only) if counts[c] < MIN_PER_CLASS]
     if few:
         raise DataError(f"too few faces after cropping ({', '.join(few)}; need at least {MIN_PER_CLASS} per class)"
                         + (f": {len(report['no_face'])} photos had no face" if report["no_face"] else ""))
     return root / "crops" / "faces", counts, note
+
+
+def pseudo_fake_examples(zip_file, real_files, n: int = 4) -> list[tuple]:
+    """[(real face crop, caption), (its self-blend, caption), ...] for the first `n` usable photos of a reals-only
+    upload: what training will make its fake class from (fdftnet.data.selfblend), shown before it starts."""
+    import tempfile
+
+    from fdftnet.data.selfblend import self_blend_arrays
+    from fdftnet.faces import FaceError, largest_face, load_photo
+
+    crops = []
+    with tempfile.TemporaryDirectory(prefix="fdftnet-preview-") as tmp:
+        files = [p for p, _ in extract_images_zip(zip_file, tmp, max_total_bytes=UPLOAD_BYTES)] if zip_file else \
+            list(real_files or [])
+        for f in files[:4 * n]:  # a few photos may have no face
+            try:
+                crops.append(largest_face(load_photo(f))[0].crop)
+            except (FaceError, DataError):
+                continue
+            if len(crops) == n:
+                break
+    if not crops:
+        raise DataError("no face found in the first photos of the upload")
+    fakes = self_blend_arrays(crops, seed=0)
+    return [pair for i, (r, f) in enumerate(zip(crops, fakes), 1)
+            for pair in ((r, f"real {i}"), (f, f"self-blend {i}"))]

@@ -105,6 +105,4 @@ def test_finetune_one_epoch_and_see_the_curve(page, lab, tmp_path):  # noqa: F81
     page.locator("#ft-results").get_by_text("fine-tuned FDFtNet").wait_for()
     shot(page, tmp_path, "finetune")
     page.get_by_role("tab", name="Compare").click()
-    page.locator(".js-plotly-plot:visible").first.wait_for()
-    page.wait_for_timeout(1500)  # let plotly finish laying out
-    shot(page, tmp_path, "compare")
+    page.locator(".js-plotly-plot:visible").first.wait_for()  # compare.png: test_browser_fewshot.py (its sweep too)

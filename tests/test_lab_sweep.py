@@ -239,3 +239,34 @@ def test_api_lists_only_documented_endpoints_with_named_outputs(client):  # noqa
     for key in [("/finetune", k) for k in ("shots", "epochs", "alpha", "beta")] + [
             ("/compare_methods", "seeds"), ("/robustness", "limit")]:
         assert types[key][0] == "int", key
+
+
+# ----------------------------------------------------------------------------------------------
+# reals only (issue 21): the fake class is self-blended from the upload's reals
+
+
+def test_reals_only_upload_previews_self_blends_then_fine_tunes(lab, tmp_path):  # noqa: F811
+    from conftest import make_face
+    from lab import finetune, state as st
+    z = tmp_path / "me.zip"
+    with zipfile.ZipFile(z, "w") as zf:  # any layout: every image is a real one
+        for i in range(8):
+            zf.writestr(f"holiday/me{i}.png", _bytes(make_face(np.random.default_rng(i)), "PNG"))
+    shown = finetune.preview_pseudo_fakes(str(z), None, True)
+    assert shown["visible"] and [c for _, c in shown["value"][:2]] == ["real 1", "self-blend 1"]
+    assert len(shown["value"]) == 8 and shown["value"][1][0].shape == (64, 64, 3)
+    assert finetune.preview_pseudo_fakes(str(z), None, False)["visible"] is False
+    session = st.new_session()
+    outs = list(finetune.run_finetune(str(z), None, None, "default-baseline", 0, 1, True, 3, 10, "", session, True,
+                                      None))
+    assert "training on 6 real faces + a self-blend of each real per batch, holding out 2 reals" in outs[0][1]
+    fig, status, results, session, archive = outs[-1]
+    assert "**Done:**" in status and "self-blends of its reals" in results
+    model = session["models"][0]
+    assert "reals-only" in model["label"] and model["data"] is None
+    assert session["runs"][-1]["variant"] == "fdftnet-frozen-reals-only"
+    record = json.loads((Path(model["dir"]) / "training.json").read_text())
+    assert record["train_config"]["reals_only"] is True and record["train_config"]["pseudo_fakes"] == "self-blend"
+    with pytest.raises(gr.Error, match="the zip has a fake/ folder"):
+        list(finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 1, True, 3, 10, "", session, True, None))
+    st.drop_session(session)
