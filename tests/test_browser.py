@@ -104,5 +104,5 @@ def test_finetune_one_epoch_and_see_the_curve(page, lab, tmp_path):  # noqa: F81
     assert "epoch 1 of 1" in page.locator("#ft-status").inner_text()
     page.locator("#ft-results").get_by_text("fine-tuned FDFtNet").wait_for()
     shot(page, tmp_path, "finetune")
-    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("tab", name="Compare", exact=True).click()
     page.locator(".js-plotly-plot:visible").first.wait_for()  # compare.png: test_browser_fewshot.py (its sweep too)

@@ -78,7 +78,7 @@ def test_compare_methods_draws_curves_live_then_in_detect_and_compare(page, swee
     page.get_by_role("option", name="sweep #1 best", exact=False).wait_for()
     page.keyboard.press("Escape")
     # Compare: the headline, the curves (the sweep is a dataset of this session) and the ROC
-    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("tab", name="Compare", exact=True).click()
     page.locator("#cmp-headline .js-plotly-plot").wait_for()
     page.locator("#cmp-shots .js-plotly-plot").wait_for()
     page.wait_for_timeout(1500)
