@@ -24,7 +24,7 @@ def _args(root, tmp_path, *extra):
             "--batch-size", "8", "--fewshot-batch-size", "8", "--mb-blocks", "1", "--device", "cpu", "--recipe-seeds", "0,1",
             "--baseline-seeds", "0,1", "--long-epochs", "1", "--long-patience", "1",
             "--pretrained-backbones", "efficientnet_lite0", "--pretrained-size", "64", "--pretrained-epochs", "1",
-            "--pretrained-ft-epochs", "1", "--pretrained-size-ablation", "32", *extra]
+            "--pretrained-ft-epochs", "1", "--pretrained-size-ablation", "32", "--peer-epochs", "1", *extra]
 
 
 def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsys, monkeypatch):
@@ -36,8 +36,9 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
     # 2 baseline seeds + 4 FDFtNet + the recipe's second seed; long: baseline + recipe; 4 ablations + 2 shot counts;
-    # pretrained: baseline, 2 FDFtNets, the continued baseline, linear probe, one input size; 6 few-shot methods
-    assert len(planned) == 7 + 2 + 6 + 6 + 6
+    # pretrained: baseline, 2 FDFtNets, the continued baseline, linear probe, one input size, the ResNet-18 peer;
+    # 6 few-shot methods
+    assert len(planned) == 7 + 2 + 6 + 7 + 6
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
