@@ -23,6 +23,7 @@ every trained method runs a fixed number of optimizer steps, and its threshold i
 training images. AUROC needs no threshold; ACC shows how well that threshold carries over.
 Events: see SWEEP_EVENTS below.
 """
+import copy
 import math
 import os
 import shutil
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load_model, read_json, save_checkpoint, write_json
 from .data import DataError, ImageSet
-from .inference import evaluate, predict_tensor
+from .inference import evaluate, to_input
 from .metrics import best_threshold, jsonable
 from .models import FDFtNet
 
@@ -165,14 +166,13 @@ def _repeat(train: ImageSet, tc, steps_per_check: int) -> ImageSet:
     return train.subset(torch.arange(len(train)).repeat(reps)[: max(len(train), steps_per_check * tc.batch_size)])
 
 
-def _build(method: str, cfg: SweepConfig, tc):
+def _build(method: str, tc, base) -> nn.Module:
+    """A fresh model for one run: FDFtNet as tc says (built by train.build_fdftnet), or a copy of the baseline
+    `base`, loaded once per sweep."""
     from .train import build_fdftnet
     if method in ("fdftnet", "fdftnet-adapt"):
-        src = dict(backbone_from=cfg.init_from) if method == "fdftnet" else dict(init_from=_fdftnet_from(cfg))
-        tc.backbone_from, tc.init_from = src.get("backbone_from"), src.get("init_from")
-        model, _ = build_fdftnet(tc)
-        return model
-    model = load_model(cfg.init_from, expect="baseline").train()
+        return build_fdftnet(tc)[0]
+    model = copy.deepcopy(base).train()
     if method == "baseline-head":
         model.freeze_features()
     return model
@@ -186,14 +186,15 @@ def _fdftnet_from(cfg: SweepConfig) -> str:
     raise ValueError("method fdftnet-adapt needs fdftnet_from (--fdftnet-from): the trained FDFtNet to adapt")
 
 
-def _trained_run(method: str, cfg: SweepConfig, train: ImageSet, k: int, seed: int, out: Path) -> Iterator[dict]:
+def _trained_run(method: str, cfg: SweepConfig, base, train: ImageSet, k: int, seed: int, out: Path
+                 ) -> Iterator[dict]:
     from .train import fit
-    over = dict(stage="pretrain", head_only=method == "baseline-head") if method.startswith("baseline") else {}
-    if method == "baseline-full":
-        over["lr"] = cfg.backbone_lr
+    over = {"fdftnet": dict(backbone_from=cfg.init_from), "fdftnet-adapt": dict(init_from=cfg.fdftnet_from),
+            "baseline-head": dict(stage="pretrain", head_only=True),
+            "baseline-full": dict(stage="pretrain", lr=cfg.backbone_lr)}[method]
     tc = _train_config(cfg, k, seed, out, **over)
     torch.manual_seed(seed)
-    model = _build(method, cfg, tc)
+    model = _build(method, tc, base)
     looped = _repeat(train, tc, max(1, cfg.steps // cfg.checks))
     for ev in fit(model, looped, train, tc, {"stage": f"sweep/{method}", "k": k, "seed": seed}):
         if ev["type"] == "epoch":
@@ -207,7 +208,7 @@ def _features(model, images: torch.Tensor, device: str) -> torch.Tensor:
     bb, out = model.backbone, []
     with torch.no_grad():
         for i in range(0, len(images), 256):
-            x = images[i:i + 256].to(device).float() / 255
+            x = to_input(images[i:i + 256], device)
             out.append(bb.forward_head(bb.forward_features(model.preprocess(x)), pre_logits=True).double().cpu())
     return torch.cat(out)
 
@@ -223,9 +224,9 @@ def _probe_head(model) -> nn.Module:
     return fc
 
 
-def _linear_probe(cfg: SweepConfig, train: ImageSet, k: int, seed: int, out: Path, device: str) -> None:
+def _linear_probe(base, train: ImageSet, k: int, seed: int, out: Path, device: str) -> None:
     """Fit P(fake) = sigmoid(w . f + b) on the k-shot features (L2, L-BFGS) and write it into the classifier."""
-    model = load_model(cfg.init_from, expect="baseline")
+    model = copy.deepcopy(base)
     fc = _probe_head(model)
     f, y = _features(model, train.images, device), train.labels.double()
     mu, sd = f.mean(0), f.std(0).clamp_min(1e-6)
@@ -253,14 +254,14 @@ def _linear_probe(cfg: SweepConfig, train: ImageSet, k: int, seed: int, out: Pat
                                                                        "seed": seed}, "train_config": None}})
 
 
-def _one_run(method, cfg, pool, test, k, seed, out: Path, device: str) -> Iterator[dict]:
+def _one_run(method, cfg, base, pool, test, k, seed, out: Path, device: str) -> Iterator[dict]:
     """Train one method on k shots, score it on `test`; yields progress events, then the run record."""
     train = shots_of(pool, k)
     t0 = time.time()
     if method == "linear-probe":
-        _linear_probe(cfg, train, k, seed, out, device)
+        _linear_probe(base, train, k, seed, out, device)
     else:
-        yield from _trained_run(method, cfg, train, k, seed, out)
+        yield from _trained_run(method, cfg, base, train, k, seed, out)
     seconds = time.time() - t0
     model = load_model(out, device=device)
     m = evaluate(model, test, device=device)
@@ -347,7 +348,7 @@ def run_sweep(cfg: SweepConfig) -> Iterator[dict]:
     saved = cfg  # what the JSON records: the names as given ("default-baseline"), not this machine's folders
     adapt = resolve_model(_fdftnet_from(cfg)) if "fdftnet-adapt" in cfg.methods else cfg.fdftnet_from
     cfg = replace(cfg, init_from=resolve_model(cfg.init_from), fdftnet_from=adapt)
-    base = load_model(cfg.init_from, expect="baseline")  # a wrong starting model fails now, not after a run
+    base = load_model(cfg.init_from, expect="baseline")  # once: baseline runs copy it; a bad one fails now
     if "linear-probe" in cfg.methods:
         _probe_head(base)
     if adapt:
@@ -373,7 +374,7 @@ def run_sweep(cfg: SweepConfig) -> Iterator[dict]:
                     if (method, k, seed) in done:
                         continue
                     out = work / method / f"k{k}" / f"s{seed}"
-                    for ev in _one_run(method, cfg, seed_pool, test, k, seed, out, device):
+                    for ev in _one_run(method, cfg, base, seed_pool, test, k, seed, out, device):
                         if ev["type"] == "run":
                             record = {k2: v for k2, v in ev.items() if k2 != "type"}
                             runs.append(record)
