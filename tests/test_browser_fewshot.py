@@ -66,7 +66,8 @@ def test_compare_methods_draws_curves_live_then_in_detect_and_compare(page, swee
     page.get_by_role("button", name="Compare methods", exact=True).click()
     # live: a status "1/N runs ..." and a curve before the sweep ends
     page.locator("#cm-status").get_by_text("runs: ", exact=False).wait_for(timeout=900_000)
-    page.locator("#cm-curves .js-plotly-plot .scatterlayer .trace").first.wait_for()
+    # a marker of a mean curve (the ±1 sd band, drawn first, has no area while each k has one run)
+    page.locator("#cm-curves .js-plotly-plot .scatterlayer .points path").first.wait_for()
     page.locator("#cm-status").get_by_text("Done", exact=False).wait_for(timeout=1_800_000)
     page.locator("#cm-table").get_by_text("linear-probe").wait_for()
     assert "Traceback" not in page.content()
