@@ -66,6 +66,10 @@ def plan(args) -> list[dict]:
                         mb_blocks=args.mb_blocks, **{**T, **budget}, **recipe))
     for bb in args.pretrained_backbones:  # ImageNet-pretrained backbones (EfficientNet-Lite, issue #23)
         jobs += pretrained_jobs(bb, args)
+    for bb in args.size_backbones:  # what backbone size buys: each trained the baseline's way on finetune's 2,000
+        jobs.append(job(f"dfdc64/{bb}/pretrained/small-data", "pretrained", "pretrain", "dfdc64", "dfdc64", bb,
+                        "small-data", backbone_name=bb, **{**PRETRAINED_BASELINE, "input_size": args.pretrained_size,
+                                                           "epochs": args.pretrained_epochs, "train_split": "finetune"}))
     if args.pretrained_backbones and args.peer_epochs:  # the from-scratch peer every detector is compared with
         jobs.append(job("dfdc64/resnet18/pretrained/scratch-peer", "pretrained", "pretrain", "dfdc64", "dfdc64",
                         "resnet18", "scratch-peer", backbone_name="resnet18",
@@ -126,13 +130,16 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
     # FDFtNet and the control train as the baseline did (AdamW one-cycle, flips only), on their own epoch budget
     ft = {k: v for k, v in PRETRAINED_BASELINE.items() if k not in ("pretrained", "input_size")} | dict(
         epochs=args.pretrained_ft_epochs, mb_blocks=args.mb_blocks)
-    jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr", g, "finetune", "dfdc64", "dfdc64", bb,
-                    "fdftnet-unfrozen-lowlr", base=base, **ft, freeze_backbone=False, backbone_lr=args.backbone_lr))
-    # the control FDFtNet must beat: the same baseline trained on, at the backbone's lr, on the same finetune split
-    # for the same epochs (more data and more steps, but no FTT / MBblockV3)
-    cont = {k: v for k, v in ft.items() if k != "mb_blocks"} | dict(lr=args.backbone_lr, train_split="finetune")
-    jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-continued", g, "pretrain", "dfdc64", "dfdc64", bb,
-                    "baseline-continued", base=base, backbone_name=bb, **cont))
+    # the headline pair over --pretrained-seeds, both on seed 0's baseline: FDFtNet, and the control it must beat,
+    # the same baseline trained on at the backbone's lr on the same finetune split for the same epochs (more data
+    # and more steps, but no FTT / MBblockV3)
+    for seed in args.pretrained_seeds:
+        s = f"-s{seed}" if seed else ""  # seed 0 keeps the plain key
+        jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr{s}", g, "finetune", "dfdc64", "dfdc64", bb,
+                        "fdftnet-unfrozen-lowlr", seed=seed, base=base, **ft, freeze_backbone=False,
+                        backbone_lr=args.backbone_lr))
+        jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-continued{s}", g, "pretrain", "dfdc64", "dfdc64", bb,
+                        "baseline-continued", seed=seed, base=base, backbone_name=bb, **continued(args)))
     jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-frozen", g, "finetune", "dfdc64", "dfdc64", bb,
                     "fdftnet-frozen", base=base, **ft))
     jobs.append(job(f"dfdc64/{bb}/pretrained/linear-probe", g, "pretrain", "dfdc64", "dfdc64", bb, "linear-probe",
@@ -141,6 +148,13 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
         jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-{px}px", g, "pretrain", "dfdc64", "dfdc64", bb,
                         f"baseline-{px}px", backbone_name=bb, **{**PRETRAINED_BASELINE, **size, "input_size": px}))
     return jobs
+
+
+def continued(args) -> dict:
+    """The 'baseline-continued' control's settings: the pretrained baseline's recipe on dfdc64/finetune for FDFtNet's
+    epoch budget, at the backbone's lr."""
+    keep = {k: v for k, v in PRETRAINED_BASELINE.items() if k not in ("pretrained", "input_size")}
+    return keep | dict(epochs=args.pretrained_ft_epochs, lr=args.backbone_lr, train_split="finetune")
 
 
 def selfblend_jobs(bb: str, args) -> list[dict]:
@@ -155,7 +169,13 @@ def selfblend_jobs(bb: str, args) -> list[dict]:
                                      "batch_size": PRETRAINED_BASELINE["batch_size"] // 2, "val_split": None,
                                      "holdout": args.selfblend_holdout}),
             job(f"dfdc64/{bb}/selfblend/mixed", g, "pretrain", "dfdc64", "dfdc64", bb, "mixed", backbone_name=bb,
-                **{**recipe, "epochs": args.pretrained_epochs, "pseudo_ratio": args.selfblend_ratio})]
+                **{**recipe, "epochs": args.pretrained_epochs, "pseudo_ratio": args.selfblend_ratio})] + [
+        # (c) at the control's cost: the pretrained baseline trained on as 'baseline-continued' (= (b), same seeds)
+        # with `--selfblend-ratio` of each batch's fakes self-blended
+        job(f"dfdc64/{bb}/selfblend/continued-mixed" + (f"-s{seed}" if seed else ""), g, "pretrain", "dfdc64",
+            "dfdc64", bb, "continued-mixed", seed=seed, base=f"dfdc64/{bb}/pretrained/baseline", backbone_name=bb,
+            **continued(args), pseudo_fakes="self-blend", pseudo_ratio=args.selfblend_ratio)
+        for seed in args.pretrained_seeds]
 
 
 def sweep_configs(args, results: Path) -> list:
@@ -359,6 +379,13 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrained-size-ablation", type=lambda s: [int(k) for k in s.split(",") if k], default=[64, 224],
                     help="the baseline again at these input sizes")
     ap.add_argument("--pretrained-ft-epochs", type=int, default=6, help="FDFtNet epochs (one-cycle) on them")
+    ap.add_argument("--pretrained-seeds", type=_int_list, default=[0, 1, 2],
+                    help="seeds of their FDFtNet, of its control (the baseline trained on) and of the selfblend "
+                         "group's continued-mixed, all on seed 0's baseline")
+    ap.add_argument("--size-backbones", type=lambda s: [b for b in s.split(",") if b],
+                    default=["efficientnet_lite0", "efficientnet_lite2"],
+                    help="pretrained backbones trained as the baseline but on dfdc64/finetune (1,000 + 1,000 images), "
+                         "at --pretrained-size: what a bigger backbone buys at a cost CPU can pay")
     ap.add_argument("--peer-epochs", type=int, default=12,
                     help="the torchvision ResNet-18 peer, from scratch at 64 px with the baseline's recipe (0: none)")
     ap.add_argument("--selfblend-backbones", type=lambda s: [b for b in s.split(",") if b], default=[],

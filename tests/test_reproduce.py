@@ -24,7 +24,8 @@ def _args(root, tmp_path, *extra):
             "--batch-size", "8", "--fewshot-batch-size", "8", "--mb-blocks", "1", "--device", "cpu", "--recipe-seeds", "0,1",
             "--baseline-seeds", "0,1", "--long-epochs", "1", "--long-patience", "1",
             "--pretrained-backbones", "efficientnet_lite0", "--pretrained-size", "64", "--pretrained-epochs", "1",
-            "--pretrained-ft-epochs", "1", "--pretrained-size-ablation", "32", "--peer-epochs", "1", *extra]
+            "--pretrained-ft-epochs", "1", "--pretrained-size-ablation", "32", "--peer-epochs", "1", "--pretrained-seeds", "0,1",
+            "--size-backbones", "efficientnet_lite0", *extra]
 
 
 def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsys, monkeypatch):
@@ -36,9 +37,13 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert main(_args(root, tmp_path, "--plan")) == 0
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
     # 2 baseline seeds + 4 FDFtNet + the recipe's second seed; long: baseline + recipe; 4 ablations + 2 shot counts;
-    # pretrained: baseline, 2 FDFtNets, the continued baseline, linear probe, one input size, the ResNet-18 peer;
-    # 6 few-shot methods
-    assert len(planned) == 7 + 2 + 6 + 7 + 6
+    # pretrained: baseline, 2 FDFtNets, the continued baseline, linear probe, one input size, the ResNet-18 peer,
+    # the unfrozen FDFtNet and the continued baseline again at seed 1, the baseline on finetune only; 6 few-shot
+    assert len(planned) == 7 + 2 + 6 + 10 + 6
+    assert main(_args(root, tmp_path, "--plan", "--only", "selfblend", "--selfblend-backbones", "efficientnet_lite0")) == 0
+    sb = "dfdc64/efficientnet_lite0/selfblend/"  # opt-in, so not run here
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == [
+        sb + "reals-only", sb + "mixed", sb + "continued-mixed", sb + "continued-mixed-s1"]
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -63,6 +68,13 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert jobs[pre + "baseline-32px"]["train_config"]["input_size"] == 32
     cont = jobs[pre + "baseline-continued"]["train_config"]
     assert cont["init_from"].endswith(pre + "baseline") and cont["train_split"] == "finetune" and cont["lr"] == 1e-4
+    small = jobs[pre + "small-data"]["train_config"]  # the baseline's recipe from ImageNet, on the finetune split
+    assert small["train_split"] == "finetune" and small["pretrained"] is True and small["init_from"] is None
+    for key in ("baseline-continued-s1", "fdftnet-unfrozen-lowlr-s1"):  # seed 1, on seed 0's baseline
+        rec = jobs[pre + key]
+        assert rec["seed"] == rec["train_config"]["seed"] == 1 and rec["base"] == pre + "baseline"
+    assert {k: v for k, v in jobs[pre + "baseline-continued-s1"]["train_config"].items() if k not in ("seed", "out")} \
+        == {k: v for k, v in cont.items() if k not in ("seed", "out")}
     for seed, key in ((0, "fdftnet-unfrozen-lowlr-no-cutout"), (1, "fdftnet-unfrozen-lowlr-no-cutout-s1")):
         both = jobs[f"dfdc64/squeezenet/{key}"]
         assert both["seed"] == both["train_config"]["seed"] == seed and both["group"] == "main"
@@ -278,3 +290,24 @@ def test_recalibrate_resets_old_thresholds_without_training_and_refuses_changed_
     stamp = (results / "jobs" / f"{keys[0]}.json").stat().st_mtime_ns
     assert main([*args, "--recalibrate"]) == 0
     assert (results / "jobs" / f"{keys[0]}.json").stat().st_mtime_ns == stamp
+
+
+def test_selfblend_table_sets_each_run_beside_its_comparison_over_seeds():
+    from bench.report import selfblend_table
+
+    def run(group, variant, auroc, seed=0, base=None, **cfg):
+        return {"backbone": "efficientnet_lite0", "group": group, "variant": variant, "seed": seed, "base": base,
+                "epochs_run": 6, "test": {"acc": auroc - 0.1, "auroc": auroc}, "train_config": cfg}
+
+    base = "dfdc64/efficientnet_lite0/pretrained/baseline"
+    runs = [run("pretrained", "baseline", 0.90), run("pretrained", "linear-probe", 0.67)]
+    assert selfblend_table(runs) == []  # no selfblend job: no table
+    runs += [run("selfblend", "reals-only", 0.59, reals_only=True),
+             run("selfblend", "continued-mixed", 0.90, base=base, train_split="finetune"),
+             run("selfblend", "continued-mixed", 0.92, seed=1, base=base, train_split="finetune"),
+             run("pretrained", "baseline-continued", 0.91, base=base, train_split="finetune")]
+    rows = selfblend_table(runs)[2:]
+    assert [r.split(" | ")[2] for r in rows] == ["`reals-only`", "`baseline`", "`baseline-continued`", "`continued-mixed`"]
+    assert rows[0].split(" | ")[3:5] == ["train (reals)", "none"]
+    assert rows[3].endswith("| 6,6 | 81.00 ± 1.41 | 91.00 ± 1.41 | 2 |")
+    assert "its baseline’s, then finetune’s" in rows[3] and "| train | train’s |" in rows[1]
