@@ -98,9 +98,16 @@ def predict_file(model, path: str, whole_image: bool = False, max_faces: int | N
     else:
         boxes, scores, crops, message = _faces(path, max_faces, min_size)
     p = predict_arrays(model, crops, device=device) if crops else []
-    faces = [{"box": [round(float(v), 1) for v in box], "score": score, "p_fake": round(float(q), 6),
-              "fake": bool(q >= thr)} for box, score, q in zip(boxes, scores, p)]
+    faces = [face_record(box, score, q, thr) for box, score, q in zip(boxes, scores, p)]
     return {"file": path, "faces": faces, "message": message}
+
+
+def face_record(box, score: float | None, p_fake: float, threshold: float) -> dict:
+    """One face of `predict --json` (and of the lab's /detect): its box, the detector's score (None for a crop
+    used as is or a whole image), P(fake) and the verdict at the model's threshold."""
+    score = None if score is None or math.isnan(score) else round(float(score), 4)
+    return {"box": [round(float(v), 1) for v in box], "score": score, "p_fake": round(float(p_fake), 6),
+            "fake": bool(p_fake >= threshold)}
 
 
 def _whole_image(path: str):
@@ -136,8 +143,7 @@ def _faces(path: str, max_faces: int | None, min_size: int | None):
             res = F.find_faces(photo, max_faces=max_faces or F.MAX_FACES, min_size=min_size or F.MIN_FACE)
     except F.FaceError as e:  # an extreme aspect ratio, say: a property of the photo, reported like "no face"
         return [], [], [], str(e)
-    scores = [None if math.isnan(f.score) else round(f.score, 4) for f in res.faces]
-    return [f.box for f in res.faces], scores, [f.crop for f in res.faces], res.message
+    return [f.box for f in res.faces], [f.score for f in res.faces], [f.crop for f in res.faces], res.message
 
 
 def record_rows(record: dict) -> str:

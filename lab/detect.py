@@ -6,7 +6,6 @@ photo without a face is scored whole only when the user asks. Each request decod
 Refused requests raise gr.Error for API clients; the page also shows the message in its status line.
 """
 import functools
-import math
 import os
 import tempfile
 import threading
@@ -23,7 +22,7 @@ from fdftnet.data import DataError
 from fdftnet.data.images import BudgetError, DecodeBudget
 from fdftnet.explain import draw_boxes, enlarge, heatmap, overlay
 from fdftnet.inference import predict_arrays
-from fdftnet.predict import face_detector_needed
+from fdftnet.predict import face_detector_needed, face_record
 
 from . import detect_view as view
 from . import examples
@@ -98,8 +97,7 @@ def _faces(path: str, name: str, whole: bool, budget: DecodeBudget) -> tuple[np.
 
 def _record(name: str, res: F.FaceResult, probs, t: float) -> dict:
     """`fdftnet predict --json`'s record, plus the image's verdict (any face fake) and its highest P(fake)."""
-    faces = [{"box": [round(v, 1) for v in f.box], "score": None if math.isnan(f.score) else round(f.score, 4),
-              "p_fake": round(float(p), 6), "fake": bool(p >= t)} for f, p in zip(res.faces, probs)]
+    faces = [face_record(f.box, f.score, p, t) for f, p in zip(res.faces, probs)]
     top = max((f["p_fake"] for f in faces), default=None)
     label = None if top is None else ("fake" if top >= t else "real")
     return {"label": label, "p_fake": top, "threshold": round(t, 6), "file": name, "faces": faces,
