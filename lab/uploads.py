@@ -92,7 +92,7 @@ def pseudo_fake_examples(zip_file, real_files, n: int = 4) -> list[tuple]:
     import tempfile
 
     from fdftnet.data.selfblend import self_blend_arrays
-    from fdftnet.faces import FaceError, largest_face, load_photo
+    from fdftnet.faces import MAX_DETECT_SIDE, FaceError, largest_face, load_photo
 
     crops = []
     with tempfile.TemporaryDirectory(prefix="fdftnet-preview-") as tmp:
@@ -100,7 +100,8 @@ def pseudo_fake_examples(zip_file, real_files, n: int = 4) -> list[tuple]:
             list(real_files or [])
         for f in files[:4 * n]:  # a few photos may have no face
             try:
-                crops.append(largest_face(load_photo(f))[0].crop)
+                # a preview: a big JPEG decodes at a DCT scale keeping what detection looks at, as Detect does
+                crops.append(largest_face(load_photo(f, max_side=MAX_DETECT_SIDE))[0].crop)
             except (FaceError, DataError):
                 continue
             if len(crops) == n:

@@ -206,6 +206,19 @@ def test_uploaded_photos_become_face_crops_and_skipped_ones_are_named(tmp_path):
         prepare_upload(None, [str(blank)] * 4, crops, tmp_path / "run2")
 
 
+def test_reals_only_preview_pairs_each_face_with_its_self_blend(tmp_path):
+    from lab.uploads import pseudo_fake_examples
+    from fdftnet.data import DataError
+    shown = pseudo_fake_examples(_photo_zip(tmp_path / "photos.zip"), None, n=2)
+    assert [c for _, c in shown] == ["real 1", "self-blend 1", "real 2", "self-blend 2"]
+    assert all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im, _ in shown)
+    assert not np.array_equal(shown[0][0], shown[1][0])  # the blend changed the face
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (640, 480), (120, 120, 120)).save(blank)
+    with pytest.raises(DataError, match="no face found in the first photos"):
+        pseudo_fake_examples(None, [str(blank)] * 3)
+
+
 def test_finetune_status_names_skipped_photos(lab, tmp_path):  # noqa: F811
     from lab import finetune, state as st
     session = st.new_session()
