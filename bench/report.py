@@ -142,7 +142,8 @@ def budget_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
-PRETRAINED_ORDER = ("baseline", "baseline-continued", "fdftnet-unfrozen-lowlr", "fdftnet-frozen", "linear-probe")
+PRETRAINED_ORDER = ("baseline", "baseline-continued", "baseline-continued-strong", "fdftnet-unfrozen-lowlr", "fdftnet-frozen",
+                    "linear-probe", "small-data", "scratch-peer")
 
 
 def pretrained_table(runs: list[dict]) -> list[str]:

@@ -140,6 +140,10 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
                         backbone_lr=args.backbone_lr))
         jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-continued{s}", g, "pretrain", "dfdc64", "dfdc64", bb,
                         "baseline-continued", seed=seed, base=base, backbone_name=bb, **continued(args)))
+    # a recipe change on the control: flips plus colour, blur and JPEG (augment_policy "strong")
+    jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-continued-strong", g, "pretrain", "dfdc64", "dfdc64", bb,
+                    "baseline-continued-strong", base=base, backbone_name=bb,
+                    **{**continued(args), "augment_policy": "strong"}))
     jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-frozen", g, "finetune", "dfdc64", "dfdc64", bb,
                     "fdftnet-frozen", base=base, **ft))
     jobs.append(job(f"dfdc64/{bb}/pretrained/linear-probe", g, "pretrain", "dfdc64", "dfdc64", bb, "linear-probe",

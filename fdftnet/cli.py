@@ -51,8 +51,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=["plateau", "cosine", "onecycle"],
                    help="lr schedule (default: cosine for sgd, plateau for adam/adamw)")
     p.add_argument("--weight-decay", type=float, help="default 1e-5 (the authors' L2 on the last layer)")
-    p.add_argument("--augment-policy", choices=["paper", "flip"],
-                   help="with augmentation: paper (shift/zoom/rotation/flip, default) or flip (flips only)")
+    p.add_argument("--augment-policy", choices=["paper", "flip", "strong"],
+                   help="with augmentation: paper (shift/zoom/rotation/flip, default), flip (flips only) or strong "
+                        "(flips, colour, blur, JPEG)")
     p.add_argument("--lr", type=float)
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
     p.add_argument("--monitor", choices=["val_loss", "val_acc", "val_auroc"], default="val_loss")

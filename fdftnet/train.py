@@ -97,7 +97,8 @@ class TrainConfig:
     grad_accum: int = 1                 # micro-batches per optimizer step (batch 128 on a small GPU)
     # --- augmentation (fine-tune set only; validation/test are only scaled by 1/255)
     augment: bool | None = None         # None: on for finetune, off for pretrain (authors' baselines)
-    augment_policy: str = "paper"       # "paper": shift/rotation/zoom/flip (authors' Keras settings); "flip": flips only
+    augment_policy: str = "paper"       # "paper": shift/rotation/zoom/flip (authors' Keras settings); "flip": flips only;
+    #                                     "strong": flips, colour, blur and JPEG (data.augment.degrade)
     cutout: bool | None = None          # None: same as augment
     cutout_holes: int = 3               # alpha: holes drawn from 0..alpha
     cutout_scale: int = 10              # beta: side 4*U{1..beta} px (5 for PGGAN, 10 for Deepfake/Face2Face)
@@ -123,8 +124,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
         if self.schedule not in (None, "plateau", "cosine", "onecycle"):
             raise ValueError(f"schedule must be plateau, cosine or onecycle, got {self.schedule!r}")
-        if self.augment_policy not in ("paper", "flip"):
-            raise ValueError(f"augment_policy must be paper or flip, got {self.augment_policy!r}")
+        if self.augment_policy not in ("paper", "flip", "strong"):
+            raise ValueError(f"augment_policy must be paper, flip or strong, got {self.augment_policy!r}")
         if self.input_size is not None and not 32 <= self.input_size <= 512:
             raise ValueError(f"input_size must be 32..512 px, got {self.input_size}")
         if self.monitor not in ("val_loss", "val_acc", "val_auroc"):
@@ -276,8 +277,10 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
     if cfg.augment:
         aug = AugmentConfig(cutout_holes=cfg.cutout_holes, cutout_scale=cfg.cutout_scale)
-        if cfg.augment_policy == "flip":
+        if cfg.augment_policy in ("flip", "strong"):
             aug = replace(aug, shift_px=0, rotation_deg=0.0, zoom=0.0)
+        if cfg.augment_policy == "strong":  # flips plus photometric changes an upload may have (augment.degrade)
+            aug = replace(aug, colour_p=0.5, blur_p=0.3, jpeg_p=0.5)
     else:
         aug = None
     batching = dict(batch_size=cfg.batch_size, augment=aug, cutout=bool(cfg.augment and cfg.cutout), seed=cfg.seed,

@@ -294,6 +294,25 @@ def test_augment_batch_basics():
     assert torch.equal(augment_batch(x, None, torch.Generator()), x.float() / 255)
 
 
+def test_degrade_changes_some_images_reproducibly_and_is_off_by_default():
+    from fdftnet.data.augment import degrade
+    x = torch.rand(16, 3, 64, 64)
+    g = torch.Generator().manual_seed(0)
+    assert degrade(x, AugmentConfig(), g) is x and torch.equal(g.get_state(), torch.Generator().manual_seed(0).get_state())
+    strong = AugmentConfig(colour_p=0.5, blur_p=0.3, jpeg_p=0.5)
+    a = degrade(x, strong, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and a.dtype == x.dtype and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, degrade(x, strong, torch.Generator().manual_seed(1)))
+    changed = (a != x).flatten(1).any(1)
+    assert changed.any() and not changed.all()  # each change has its probability: some images are left as they are
+    blurred = degrade(x, AugmentConfig(blur_p=1.0, blur_sigma=(1.0, 1.0)), g)
+    assert blurred.std() < 0.6 * x.std()  # noise smoothed
+    jpeg = degrade(x, AugmentConfig(jpeg_p=1.0, jpeg_quality=(10, 10)), g)
+    assert 0.02 < (jpeg - x).abs().mean() < 0.5 and torch.equal(jpeg * 255, (jpeg * 255).round())  # re-quantised
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        AugmentConfig(jpeg_quality=(0, 50))
+
+
 def test_hflip_only():
     x = torch.rand(32, 3, 8, 8)
     cfg = AugmentConfig(shift_px=0, rotation_deg=0, zoom=0, hflip=True)

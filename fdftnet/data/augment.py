@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .images import to_float
 
 __all__ = [
-    "AugmentConfig", "random_affine", "sample_cutout_boxes", "cutout_mask", "cutout",
+    "AugmentConfig", "random_affine", "degrade", "sample_cutout_boxes", "cutout_mask", "cutout",
     "augment_batch",
 ]
 
@@ -38,10 +38,23 @@ class AugmentConfig:
     cutout_holes: int = 3  # α: holes per image drawn uniformly from 0..α (paper: α = 3)
     cutout_scale: int = 10  # β: hole side = unit·U{1..β} px (paper: 5 for PGGAN, 10 for FF++)
     cutout_unit: int = 4  # hole side granularity in px (paper: 4)
+    # "strong" policy (issue #23): per image, each with its probability, after the affine and before Cutout:
+    # a colour change (brightness, contrast, saturation factors in 1 ± the value), a Gaussian blur (sigma in
+    # px), a JPEG re-encoding (quality). 0: off (the paper's and the flip policies), and no draws are made.
+    colour_p: float = 0.0
+    colour: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: tuple = (0.3, 1.2)
+    jpeg_p: float = 0.0
+    jpeg_quality: tuple = (30, 95)
 
     def __post_init__(self):
         if self.shift_px < 0 or not 0 <= self.zoom < 1 or self.rotation_deg < 0:
             raise ValueError(f"need shift_px >= 0, 0 <= zoom < 1, rotation_deg >= 0: {self}")
+        if not all(0 <= q <= 1 for q in (self.colour_p, self.blur_p, self.jpeg_p)) or not 0 <= self.colour < 1:
+            raise ValueError(f"need colour_p, blur_p, jpeg_p in [0, 1] and 0 <= colour < 1: {self}")
+        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1] or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"need 0 < blur_sigma lo <= hi and 1 <= jpeg_quality lo <= hi <= 100: {self}")
         if self.cutout_holes < 0 or self.cutout_scale < 1 or self.cutout_unit < 1:
             raise ValueError(f"need cutout_holes >= 0, cutout_scale/unit >= 1: {self}")
 
@@ -135,6 +148,36 @@ def cutout(x: torch.Tensor, holes: int, scale: int, unit: int = 4,
     return x.masked_fill(mask[:, None], 0)  # broadcast over C
 
 
+def degrade(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """The "strong" policy's photometric changes on float [0, 1] x (B, C, H, W), per image: colour (p = colour_p),
+    Gaussian blur (p = blur_p), JPEG re-encoding (p = jpeg_p), in that order; torchvision's functional ops, one
+    image at a time (each its own factors), JPEG on the CPU. With every p = 0 it returns x and draws nothing."""
+    if not (cfg.colour_p or cfg.blur_p or cfg.jpeg_p):
+        return x
+    import torchvision.transforms.v2.functional as TF
+    g, B = generator, x.shape[0]
+    u = torch.rand(B, 3, generator=g)  # which changes each image gets
+    factors = 1 + (torch.rand(B, 3, generator=g) * 2 - 1) * cfg.colour  # brightness, contrast, saturation
+    lo, hi = cfg.blur_sigma
+    sigma = lo + torch.rand(B, generator=g) * (hi - lo)
+    quality = torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (B,), generator=g)
+    out = []
+    for i in range(B):
+        im = x[i]
+        if u[i, 0] < cfg.colour_p:
+            b, c, s = factors[i].tolist()
+            im = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(im, b), c), s)
+        if u[i, 1] < cfg.blur_p:
+            sd = float(sigma[i])
+            k = 2 * math.ceil(3 * sd) + 1  # the kernel covers ±3 sigma
+            im = TF.gaussian_blur(im, [k, k], [sd, sd])
+        if u[i, 2] < cfg.jpeg_p:
+            q = TF.jpeg((im.clamp(0, 1) * 255).round().to(torch.uint8).cpu(), int(quality[i]))
+            im = q.to(x.device, x.dtype) / 255
+        out.append(im)
+    return torch.stack(out)
+
+
 _cutout = cutout  # augment_batch's `cutout: bool` argument shadows the function name
 
 
@@ -142,13 +185,14 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig | None, generator: torch.G
                   cutout: bool = False) -> torch.Tensor:
     """uint8 or float (B, C, H, W) -> float32 in [0, 1]: random_affine, then Cutout if asked.
 
-    cfg=None only converts (validation/test: 1/255 scaling). Cutout comes after the affine, as
+    cfg=None only converts (validation/test: 1/255 scaling). `degrade` (the "strong" policy's colour, blur and
+    JPEG; nothing by default) follows the affine. Cutout comes after them, as
     with Keras' preprocessing_function, so holes keep their exact square shape.
     """
     x = to_float(x)
     if cfg is None:
         return x
-    x = random_affine(x, cfg, generator)
+    x = degrade(random_affine(x, cfg, generator), cfg, generator)
     if cutout:
         x = _cutout(x, cfg.cutout_holes, cfg.cutout_scale, cfg.cutout_unit, generator)
     return x
