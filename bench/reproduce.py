@@ -35,6 +35,11 @@ RECIPE = "fdftnet-unfrozen-lowlr-no-cutout"  # the main variant run over several
 VAL_KEYS = ("acc", "auroc", "ap", "eer", "threshold")  # a job record's validation metrics
 
 
+def seeded(key: str, seed: int) -> str:
+    """A job key for `seed`: seed 0 keeps the plain key, the others get -s<seed>."""
+    return key + (f"-s{seed}" if seed else "")
+
+
 def job(key, group, stage, dataset, test, backbone, variant, seed=0, shots=None, base=None, **cfg):
     return dict(key=key, group=group, stage=stage, dataset=dataset, test=test, backbone=backbone, variant=variant,
                 seed=seed, shots=shots, base=base, cfg=cfg)
@@ -49,14 +54,14 @@ def plan(args) -> list[dict]:
     for bb in args.backbones:
         base = f"dfdc64/{bb}/baseline"  # seed 0: what every FDFtNet of this backbone is built on
         for seed in args.baseline_seeds:  # the others measure how much the baseline itself varies with the seed
-            jobs.append(job(base + (f"-s{seed}" if seed else ""), "main", "pretrain", "dfdc64", "dfdc64", bb,
+            jobs.append(job(seeded(base, seed), "main", "pretrain", "dfdc64", "dfdc64", bb,
                             "baseline", seed=seed, backbone_name=bb, epochs=args.epochs, patience=args.patience,
                             **baseline))
         for v, over in (("fdftnet-frozen", {}), ("fdftnet-unfrozen", dict(freeze_backbone=False)),
                         # unfrozen, the backbone at a lower lr: its pre-trained features move slowly
                         ("fdftnet-unfrozen-lowlr", lowlr), (RECIPE, recipe)):
             for seed in (args.recipe_seeds if v == RECIPE else [0]):  # seed 0 keeps the plain key
-                jobs.append(job(f"dfdc64/{bb}/{v}" + (f"-s{seed}" if seed else ""), "main", "finetune", "dfdc64",
+                jobs.append(job(seeded(f"dfdc64/{bb}/{v}", seed), "main", "finetune", "dfdc64",
                                 "dfdc64", bb, v, seed=seed, base=base, mb_blocks=args.mb_blocks, **T, **over))
     for bb in args.backbones:  # the same comparison at the paper's budget (300 epochs, patience 20): a GPU's work
         base, budget = f"dfdc64/{bb}/long/baseline", dict(epochs=args.long_epochs, patience=args.long_patience)
@@ -128,17 +133,15 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
     jobs = [job(base, g, "pretrain", "dfdc64", "dfdc64", bb, "baseline", backbone_name=bb,
                 **{**PRETRAINED_BASELINE, **size})]
     # FDFtNet and the control train as the baseline did (AdamW one-cycle, flips only), on their own epoch budget
-    ft = {k: v for k, v in PRETRAINED_BASELINE.items() if k not in ("pretrained", "input_size")} | dict(
-        epochs=args.pretrained_ft_epochs, mb_blocks=args.mb_blocks)
+    ft = on_baseline(args) | dict(mb_blocks=args.mb_blocks)
     # the headline pair over --pretrained-seeds, both on seed 0's baseline: FDFtNet, and the control it must beat,
     # the same baseline trained on at the backbone's lr on the same finetune split for the same epochs (more data
     # and more steps, but no FTT / MBblockV3)
     for seed in args.pretrained_seeds:
-        s = f"-s{seed}" if seed else ""  # seed 0 keeps the plain key
-        jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr{s}", g, "finetune", "dfdc64", "dfdc64", bb,
+        jobs.append(job(seeded(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr", seed), g, "finetune", "dfdc64", "dfdc64", bb,
                         "fdftnet-unfrozen-lowlr", seed=seed, base=base, **ft, freeze_backbone=False,
                         backbone_lr=args.backbone_lr))
-        jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-continued{s}", g, "pretrain", "dfdc64", "dfdc64", bb,
+        jobs.append(job(seeded(f"dfdc64/{bb}/pretrained/baseline-continued", seed), g, "pretrain", "dfdc64", "dfdc64", bb,
                         "baseline-continued", seed=seed, base=base, backbone_name=bb, **continued(args)))
     # a recipe change on the control: flips plus colour, blur and JPEG (augment_policy "strong")
     jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-continued-strong", g, "pretrain", "dfdc64", "dfdc64", bb,
@@ -154,11 +157,16 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
     return jobs
 
 
-def continued(args) -> dict:
-    """The 'baseline-continued' control's settings: the pretrained baseline's recipe on dfdc64/finetune for FDFtNet's
-    epoch budget, at the backbone's lr."""
+def on_baseline(args) -> dict:
+    """What every job built on the pretrained baseline trains with: the baseline's recipe (its weights and input size
+    come from the baseline) for FDFtNet's epoch budget."""
     keep = {k: v for k, v in PRETRAINED_BASELINE.items() if k not in ("pretrained", "input_size")}
-    return keep | dict(epochs=args.pretrained_ft_epochs, lr=args.backbone_lr, train_split="finetune")
+    return keep | dict(epochs=args.pretrained_ft_epochs)
+
+
+def continued(args) -> dict:
+    """The 'baseline-continued' control's settings: on_baseline's, on dfdc64/finetune at the backbone's lr."""
+    return on_baseline(args) | dict(lr=args.backbone_lr, train_split="finetune")
 
 
 def selfblend_jobs(bb: str, args) -> list[dict]:
@@ -176,7 +184,7 @@ def selfblend_jobs(bb: str, args) -> list[dict]:
                 **{**recipe, "epochs": args.pretrained_epochs, "pseudo_ratio": args.selfblend_ratio})] + [
         # (c) at the control's cost: the pretrained baseline trained on as 'baseline-continued' (= (b), same seeds)
         # with `--selfblend-ratio` of each batch's fakes self-blended
-        job(f"dfdc64/{bb}/selfblend/continued-mixed" + (f"-s{seed}" if seed else ""), g, "pretrain", "dfdc64",
+        job(seeded(f"dfdc64/{bb}/selfblend/continued-mixed", seed), g, "pretrain", "dfdc64",
             "dfdc64", bb, "continued-mixed", seed=seed, base=f"dfdc64/{bb}/pretrained/baseline", backbone_name=bb,
             **continued(args), pseudo_fakes="self-blend", pseudo_ratio=args.selfblend_ratio)
         for seed in args.pretrained_seeds]
