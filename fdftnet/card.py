@@ -200,6 +200,10 @@ def _training_rows(config: dict, training: dict) -> list[tuple[str, str]]:
                      + (" (the FTT reads the 64x64 crop)" if config["model_type"] == "fdftnet" else "")))
     if cfg.get("schedule"):
         rows.append(("lr schedule", cfg["schedule"]))
+    for key, name in (("layer_decay", "layer-wise lr decay"), ("frozen_epochs", "epochs with the backbone frozen first"),
+                      ("ema", "weights averaged (EMA decay)"), ("mixup", "mixup alpha"), ("cutmix", "cutmix alpha")):
+        if cfg.get(key):
+            rows.append((name, cfg[key]))
     if cfg.get("pseudo_fakes"):  # docs/selfblend.md
         rows.append(("pseudo-fakes", f"{cfg['pseudo_fakes']}: " + ("the whole fake class (reals only)" if cfg.get("reals_only")
                                                                   else f"{cfg.get('pseudo_ratio')} of each batch's fakes")))

@@ -83,8 +83,9 @@ def save_checkpoint(model, out_dir: str | Path, extra_json: dict | None = None, 
     return out_dir
 
 
-def save_resume_state(out_dir: str | Path, model, optimizer, scheduler, state: dict) -> None:
-    """Write OUT/last as a new folder, then swap it in; the old one is removed only after the swap."""
+def save_resume_state(out_dir: str | Path, model, optimizer, scheduler, state: dict, ema: dict | None = None) -> None:
+    """Write OUT/last as a new folder, then swap it in; the old one is removed only after the swap. `ema`: the
+    state dict of a moving average of the weights, kept beside the optimizer's."""
     out_dir = Path(out_dir)
     last, new, old = out_dir / "last", out_dir / "last.new", out_dir / "last.old"
     shutil.rmtree(new, ignore_errors=True)
@@ -92,8 +93,10 @@ def save_resume_state(out_dir: str | Path, model, optimizer, scheduler, state: d
     module = getattr(model, "module", model)  # unwrap DDP
     save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
               str(new / "model.safetensors"))
+    extra = {"ema": {k: v.detach().cpu() for k, v in ema.items()}} if ema is not None else {}
     torch.save({"optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None}, new / "optimizer.pt")
+                "scheduler": scheduler.state_dict() if scheduler is not None else None, **extra},
+               new / "optimizer.pt")
     (new / "state.json").write_text(json.dumps(state, indent=2, allow_nan=False))  # written last: marks complete
     shutil.rmtree(old, ignore_errors=True)
     if last.exists():

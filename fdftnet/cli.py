@@ -55,6 +55,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="with augmentation: paper (shift/zoom/rotation/flip, default), flip (flips only) or strong "
                         "(flips, colour, blur, JPEG)")
     p.add_argument("--lr", type=float)
+    p.add_argument("--layer-decay", type=float, metavar="D",
+                   help="layer-wise lr decay of a timm backbone (efficientnet_lite0/2): each layer at lr * D ** depth "
+                        "below the top (e.g. 0.75; default: off)")
+    p.add_argument("--frozen-epochs", type=int, metavar="E",
+                   help="a warm-up: the backbone frozen for the first E epochs (pretrain; finetune with --no-freeze)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="validate and save a moving average of the weights with this decay (e.g. 0.998; default off)")
+    p.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with this Beta alpha (e.g. 0.2; default off)")
+    p.add_argument("--cutmix", type=float, metavar="ALPHA",
+                   help="cutmix with this Beta alpha (e.g. 1.0); with --mixup each batch gets one of the two")
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
     p.add_argument("--monitor", choices=["val_loss", "val_acc", "val_auroc"], default="val_loss")
     p.add_argument("--grad-accum", type=int, default=1)
@@ -228,7 +238,8 @@ def _train_config(args, stage: str):
     keys = ["data", "hf_dataset", "image_column", "label_column", "real_label", "fake_label", "train_split",
             "val_split", "limit", "out", "epochs", "batch_size", "optimizer", "lr", "patience", "monitor",
             "grad_accum", "precise_bn", "device", "seed", "amp", "resume", "overwrite", "augment", "streaming",
-            "schedule", "weight_decay", "augment_policy", "pseudo_fakes", "reals_only", "pseudo_ratio"]
+            "schedule", "weight_decay", "augment_policy", "pseudo_fakes", "reals_only", "pseudo_ratio", "layer_decay", "frozen_epochs", "ema",
+            "mixup", "cutmix"]
     if stage == "pretrain":
         keys += ["backbone", "pretrained", "input_size"]
     else:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,6 +33,7 @@ from .inference import predict_tensor
 from .metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
 from .models import BaselineDetector, FDFtNet, load_pretrained
 from .models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_PACKAGES
+from .optim import make_optimizer
 from .precise_bn import recalibrate_bn
 
 __all__ = ["TrainConfig", "TrainingError", "pretrain", "finetune", "fit", "flush_denormals", "new_baseline", "forward_loss", "load_split",
@@ -88,6 +90,12 @@ class TrainConfig:
     backbone_lr: float | None = None    # finetune, unfrozen: lr of the pre-trained backbone (e.g. lr / 10, so its
                                         # features move slowly while FTT/MBblockV3 learn); None: lr
     weight_decay: float = 1e-5          # the L2 1e-5 the authors put on the final Dense layer
+    layer_decay: float | None = None    # a timm backbone's layers at lr * layer_decay ** (depth below the top)
+                                        # (fdftnet/optim.py; e.g. 0.75); None: one lr for the whole backbone
+    frozen_epochs: int = 0              # a warm-up: the backbone frozen (weights and BN statistics) for the first
+                                        # epochs, only the head (or FDFtNet's new layers) training; then all of it
+    ema: float = 0.0                    # decay of an exponential moving average of the weights (timm's ModelEmaV3,
+                                        # warmed up), which is then what is validated and saved; 0: off
     batch_size: int = 128               # paper
     epochs: int = 300                   # paper's maximum; early stopping ends runs sooner
     patience: int = 20                  # paper: stop when validation loss has not fallen for 20 epochs
@@ -102,6 +110,8 @@ class TrainConfig:
     cutout: bool | None = None          # None: same as augment
     cutout_holes: int = 3               # alpha: holes drawn from 0..alpha
     cutout_scale: int = 10              # beta: side 4*U{1..beta} px (5 for PGGAN, 10 for Deepfake/Face2Face)
+    mixup: float = 0.0                  # alpha of mixup (timm's Mixup, per batch, soft labels); 0: off
+    cutmix: float = 0.0                 # alpha of cutmix; with mixup too, each batch gets one of the two at random
     # --- pseudo-fakes made on the fly from the batch's reals (Self-Blended Images, fdftnet/data/selfblend.py)
     pseudo_fakes: str | None = None     # "self-blend", or None: real fakes only (the paper's setting)
     reals_only: bool = False            # the fake class is all pseudo-fakes: fakes in the training split are ignored,
@@ -132,6 +142,17 @@ class TrainConfig:
             raise ValueError(f"monitor must be val_loss, val_acc or val_auroc, got {self.monitor!r}")
         if self.backbone_lr is not None and (self.stage != "finetune" or self.backbone_lr < 0):
             raise ValueError(f"backbone_lr is a finetune setting (>= 0), got {self.backbone_lr!r} for {self.stage}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema (a decay) must be in [0, 1), got {self.ema}")
+        if self.frozen_epochs < 0 or self.frozen_epochs >= max(self.epochs, 1):
+            raise ValueError(f"frozen_epochs must be 0..epochs-1, got {self.frozen_epochs} of {self.epochs}")
+        if self.frozen_epochs and (self.head_only or (self.stage == "finetune" and self.freeze_backbone)):
+            raise ValueError("frozen_epochs is a warm-up before the backbone trains: it needs --no-freeze "
+                             "(finetune) and no head-only (pretrain)")
+        if self.mixup < 0 or self.cutmix < 0:
+            raise ValueError(f"mixup and cutmix are Beta alphas >= 0, got {self.mixup}, {self.cutmix}")
         if self.precise_bn < 0:
             raise ValueError(f"precise_bn must be >= 0 images, got {self.precise_bn}")
         for name in ("batch_size", "epochs", "grad_accum"):
@@ -176,44 +197,6 @@ def load_split(cfg: TrainConfig, split: str, limit: int | None = None, require_f
 
 
 # ----------------------------------------------------------------------------- optimisation
-
-def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Trainable parameters; with cfg.backbone_lr an FDFtNet's backbone is a second group, after the new layers
-    (so the logged lr, group 0's, is the main one)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.backbone_lr is None or not isinstance(model, FDFtNet):
-        return [{"params": params}] if params else []
-    in_backbone = {id(p) for p in model.backbone.parameters()}
-    groups = [{"params": [p for p in params if id(p) not in in_backbone]},
-              {"params": [p for p in params if id(p) in in_backbone], "lr": cfg.backbone_lr}]
-    return [g for g in groups if g["params"]]
-
-
-def _make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int | None = None):
-    """(optimizer, scheduler). A "onecycle" scheduler is stepped after every optimizer step, the others per epoch."""
-    params = _param_groups(model, cfg)
-    if not params:
-        raise TrainingError("the model has no trainable parameters")
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    elif cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = cfg.schedule or ("cosine" if cfg.optimizer == "sgd" else "plateau")
-    if schedule == "onecycle":
-        if not steps_per_epoch:
-            raise ValueError("the onecycle schedule needs a training split of known length (not a stream)")
-        total = cfg.epochs * math.ceil(steps_per_epoch / cfg.grad_accum)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g.get("lr", cfg.lr) for g in params],
-                                                    total_steps=total, pct_start=0.2)
-    elif schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    else:
-        # authors' Keras callback: ReduceLROnPlateau(factor=sqrt(0.5), patience=5, min_lr=5e-6)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=math.sqrt(0.5), patience=5, min_lr=5e-6)
-    return opt, sched
-
 
 def flush_denormals() -> None:
     """Compute subnormal floats (below 1.2e-38) as zero on CPU, in this thread and in the threads it starts later.
@@ -293,8 +276,14 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     if cfg.pseudo_fakes:  # self-blends of the (augmented) reals of each batch
         batches = PseudoFakeBatches(batches, SelfBlendConfig.from_dict(cfg.self_blend), reals_only=cfg.reals_only,
                                     ratio=cfg.pseudo_ratio, seed=cfg.seed, rank=dist.rank())
-    opt, sched = _make_optimizer(model, cfg, steps)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise TrainingError("the model has no trainable parameters")
+    if cfg.frozen_epochs and dist.world_size() > 1:
+        raise TrainingError("frozen_epochs changes which parameters train mid-run, which DDP does not allow: "
+                            "run the warm-up on one process")
+    opt, sched = make_optimizer(model, cfg, steps)  # before any warm-up freeze: every parameter has its group
     per_step = isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
+    opt_state = {}
     if cfg.resume and (saved := read_resume_state(out)) is not None:
         state, weights, opt_state = saved
         model.load_state_dict(weights)
@@ -302,6 +291,9 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
         if opt_state.get("scheduler"):
             sched.load_state_dict(opt_state["scheduler"])
         state["best_score"] = state["best_score"] if state["best_score"] is not None else -math.inf
+    ema = _make_ema(model, cfg, opt_state.get("ema"))
+    evaluated = ema.module if ema is not None else model  # what is validated, calibrated and saved
+    mixer = _make_mixer(cfg)
     net = model
     if dist.world_size() > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
@@ -316,6 +308,10 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
         t0 = time.time()
         # dropout masks: reproducible, also after a resume; DDP: each rank its own (rank 0 = one process)
         torch.manual_seed(cfg.seed * 1009 + epoch + 1_000_003 * dist.rank())
+        if cfg.frozen_epochs:
+            _set_backbone_trainable(model, epoch >= cfg.frozen_epochs)
+        if mixer is not None:  # timm's Mixup draws from numpy's global generator
+            np.random.seed((cfg.seed * 1009 + epoch + 1_000_003 * dist.rank()) % 2**32)
         net.train()
         tot_loss, tot_correct, tot_n = 0.0, 0.0, 0.0
         opt.zero_grad(set_to_none=True)
@@ -323,6 +319,8 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
         pending = False  # gradients accumulated since the last optimizer step
         for step, (x, y) in enumerate(batches):
             samples.add(epoch, x)
+            if mixer is not None and len(y) % 2 == 0:  # (a batch of odd size is left unmixed)
+                x, y = mixer(x, y)  # y: (B, 2) soft labels
             logits, loss = forward_loss(net, x, y, use_amp)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became nan at epoch {epoch + 1}, step {step + 1}; "
@@ -335,19 +333,26 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
                 pending = False
                 if per_step:
                     sched.step()
+                if ema is not None:
+                    state["ema_updates"] = state.get("ema_updates", 0) + 1
+                    ema.update(model, step=state["ema_updates"])
             loss_value = loss.item()  # one device sync per step
             tot_loss += loss_value * len(y)
-            tot_correct += (logits.argmax(1) == y).sum().item()
+            tot_correct += (logits.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)).sum().item()
             tot_n += len(y)
             yield {"type": "step", "epoch": epoch + 1, "step": step + 1, "steps": steps, "loss": loss_value}
         if pending:  # a stream's last micro-batches (its length is unknown): every rank has the same count
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if ema is not None:
+                state["ema_updates"] = state.get("ema_updates", 0) + 1
+                ema.update(model, step=state["ema_updates"])
         samples.write()
         if cfg.precise_bn and isinstance(train, ImageSet):  # a stream cannot be re-read: it keeps running averages
-            recalibrate_bn(model, train.images, cfg.batch_size, device, cfg.precise_bn, seed=cfg.seed, use_amp=use_amp)
+            recalibrate_bn(evaluated, train.images, cfg.batch_size, device, cfg.precise_bn, seed=cfg.seed,
+                           use_amp=use_amp)
         tot_loss, tot_correct, tot_n = dist.all_reduce_sum([tot_loss, tot_correct, tot_n], device)
-        val_m, val_y, val_p = validate(net, val, device, cfg.batch_size)
+        val_m, val_y, val_p = validate(net if ema is None else evaluated, val, device, cfg.batch_size)
         lr = opt.param_groups[0]["lr"]
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(val_m["val_loss"])
@@ -362,19 +367,20 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
         if improved:
             state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
             thr, _ = best_threshold(val_y, val_p)
-            model.threshold.fill_(thr)
+            evaluated.threshold.fill_(thr)
             if dist.is_main():
                 val_full = compute_metrics(val_y, val_p, threshold=thr)
                 record = {"train_config": asdict(cfg), "info": info, "best_epoch": epoch + 1,
                           "validation": jsonable(val_full), "threshold_rule": THRESHOLD_RULE,
                           "history": state["history"]}
-                save_checkpoint(model, out, extra_json={"training.json": record})
+                save_checkpoint(evaluated, out, extra_json={"training.json": record})
                 write_model_card(out)
         else:
             state["bad_epochs"] += 1
         if dist.is_main():
             saved_state = dict(state, best_score=None if state["best_score"] == -math.inf else state["best_score"])
-            save_resume_state(out, model, opt, sched, saved_state)
+            save_resume_state(out, model, opt, sched, saved_state,
+                              ema=ema.module.state_dict() if ema is not None else None)
         dist.barrier()
         yield {"type": "epoch", **row, "improved": improved, "best_epoch": state["best_epoch"]}
         if state["bad_epochs"] >= cfg.patience:
@@ -384,6 +390,40 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     yield {"type": "done", "best_epoch": state["best_epoch"], "best": best, "stopped_early": stopped_early,
            "epochs_run": state["epoch"], "train_seconds": sum(h["seconds"] for h in state["history"]),
            "out": str(out)}
+
+
+def _make_ema(model: nn.Module, cfg: TrainConfig, saved: dict | None = None):
+    """timm's ModelEmaV3 of `model` (decay warmed up from 0, so a short run is not an average of its start), with
+    the weights of a resumed run's average; None when cfg.ema is 0."""
+    if not cfg.ema:
+        return None
+    from timm.utils import ModelEmaV3
+    ema = ModelEmaV3(model, decay=cfg.ema, use_warmup=True)
+    if saved is not None:
+        ema.module.load_state_dict(saved)
+    return ema
+
+
+def _make_mixer(cfg: TrainConfig):
+    """timm's Mixup for cfg.mixup / cfg.cutmix (one draw per batch, no label smoothing), or None."""
+    if not (cfg.mixup or cfg.cutmix):
+        return None
+    from timm.data import Mixup
+    return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, mode="batch", label_smoothing=0.0, num_classes=2)
+
+
+def _set_backbone_trainable(model: nn.Module, on: bool) -> None:
+    """The frozen warm-up: the backbone's weights and BN statistics fixed (off) or trained (on). A baseline keeps
+    its classifier head training; an FDFtNet its FTT, MBblockV3 and classifier."""
+    if isinstance(model, FDFtNet):
+        model.freeze_backbone = not on  # read by train() (BN in eval) and forward (no autograd graph)
+        model.backbone.requires_grad_(on)
+    elif on:
+        model.features_frozen = False
+        model.requires_grad_(True)
+    else:
+        model.freeze_features()
+    model.train(model.training)
 
 
 # ----------------------------------------------------------------------------- stages
