@@ -142,8 +142,9 @@ def budget_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
-PRETRAINED_ORDER = ("baseline", "baseline-continued", "baseline-continued-strong", "fdftnet-unfrozen-lowlr", "fdftnet-frozen",
-                    "linear-probe", "small-data", "scratch-peer")
+PRETRAINED_ORDER = ("baseline", "baseline-continued", "baseline-continued-strong", "baseline-continued-ema",
+                    "baseline-continued-llrd", "baseline-continued-mixcut", "fdftnet-unfrozen-lowlr",
+                    "fdftnet-unfrozen-lowlr-warmup", "fdftnet-frozen", "linear-probe", "small-data", "scratch-peer")
 
 
 def pretrained_table(runs: list[dict]) -> list[str]:
@@ -169,6 +170,31 @@ def pretrained_table(runs: list[dict]) -> list[str]:
                          f"{mean_std([r['test']['acc'] for r in rs])} | {mean_std([r['test']['auroc'] for r in rs])} | "
                          f"{len(rs)} | {secs / 60:.0f} min |")
     return lines
+
+
+def _run_name(path: str) -> str:
+    """A checkpoint path as the report names it: a bench.reproduce job by its key after the dataset, else as given."""
+    parts = Path(path).parts
+    return "/".join(parts[parts.index("dfdc64") + 1:]) if "dfdc64" in parts[:-1] else path
+
+
+def paired_table(folder: Path) -> list[str]:
+    """Every `bench.paired` result saved in `folder` (paired_*.json): b minus a on the same test images, ACC and
+    AUROC in points with their 95% bootstrap interval; an interval that excludes 0 is marked."""
+    rows = []
+    for path in sorted(Path(folder).glob("paired_*.json")):
+        d = json.loads(path.read_text())
+        for b, m in d["b"].items():
+            cells = []
+            for metric in ("acc", "auroc"):
+                lo, hi = (100 * v for v in m[metric]["ci95"])
+                mark = " *" if lo > 0 or hi < 0 else ""
+                cells.append(f"{100 * m[metric]['diff']:+.2f} ({lo:+.2f} to {hi:+.2f}){mark}")
+            flip = " + test-time flip" if d.get("b_flip") else ""
+            rows.append(f"| `{path.name}` | {_run_name(b)}{flip} | {_run_name(d['a'])} | {cells[0]} | {cells[1]} |")
+    if not rows:
+        return []
+    return ["| file | b | minus a | ΔACC, points (95% CI) | ΔAUROC, points (95% CI) |", "|---|---|---|---|---|"] + rows
 
 
 # issue #21's rows, each beside the job it is compared with: (a) no DFDC fake seen; (b) real fakes only; (c) both
@@ -374,6 +400,11 @@ def render(results: Path) -> Path:
                 "epochs on dfdc64/finetune at the backbone's lr; `linear-probe` trains only the classifier on the "
                 "frozen ImageNet features.", ""]
         out += pre + [""]
+        paired = paired_table(results / "pretrained")
+        if paired:
+            out += ["Paired bootstraps on dfdc64/test (`python -m bench.paired`, 2,000 resamples of the 4,000 test "
+                    "images; `*`: the 95% interval excludes 0). A trial at seed s is paired with the run it changes, "
+                    "at the same seed (same batches and draws):", ""] + paired + [""]
     sbt = selfblend_table(runs)
     if sbt:
         out += ["## Self-blended pseudo-fakes (the 'selfblend' group, docs/selfblend.md)", "",

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -147,6 +148,15 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
     jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-continued-strong", g, "pretrain", "dfdc64", "dfdc64", bb,
                     "baseline-continued-strong", base=base, backbone_name=bb,
                     **{**continued(args), "augment_policy": "strong"}))
+    # issue #23's other recipe options, each one change at --trial-seed, so that it pairs with the run it changes
+    ts = args.trial_seed
+    for name, over in CONTROL_TRIALS.items():
+        jobs.append(job(seeded(f"dfdc64/{bb}/pretrained/baseline-continued-{name}", ts), g, "pretrain", "dfdc64", "dfdc64",
+                        bb, f"baseline-continued-{name}", seed=ts, base=base, backbone_name=bb, **continued(args), **over))
+    if args.pretrained_ft_epochs > 1:  # FDFtNet's new layers trained alone for an epoch, then with the backbone
+        jobs.append(job(seeded(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr-warmup", ts), g, "finetune", "dfdc64",
+                        "dfdc64", bb, "fdftnet-unfrozen-lowlr-warmup", seed=ts, base=base, **ft,
+                        freeze_backbone=False, backbone_lr=args.backbone_lr, frozen_epochs=1))
     jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-frozen", g, "finetune", "dfdc64", "dfdc64", bb,
                     "fdftnet-frozen", base=base, **ft))
     jobs.append(job(f"dfdc64/{bb}/pretrained/linear-probe", g, "pretrain", "dfdc64", "dfdc64", bb, "linear-probe",
@@ -155,6 +165,11 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
         jobs.append(job(f"dfdc64/{bb}/pretrained/baseline-{px}px", g, "pretrain", "dfdc64", "dfdc64", bb,
                         f"baseline-{px}px", backbone_name=bb, **{**PRETRAINED_BASELINE, **size, "input_size": px}))
     return jobs
+
+
+# recipe options tried on the control (baseline-continued): an average of the weights (timm's ModelEmaV3, its decay
+# warmed up), layer-wise lr decay (17 layer groups: the stem at 0.85 ** 17 = 6% of the lr), mixup / cutmix (timm's)
+CONTROL_TRIALS = {"ema": dict(ema=0.995), "llrd": dict(layer_decay=0.85), "mixcut": dict(mixup=0.2, cutmix=1.0)}
 
 
 def on_baseline(args) -> dict:
@@ -212,7 +227,7 @@ def run_sweeps(args, results: Path) -> None:
 
 def _selected(j: dict, args) -> bool:
     """A job (or a job's record) that --match and --only let through."""
-    return ((not args.match or any(m in j["key"] for m in args.match))
+    return ((not args.match or any(re.search(m, j["key"]) for m in args.match))
             and (not args.only or j["group"] in args.only))
 
 
@@ -394,6 +409,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrained-seeds", type=_int_list, default=[0, 1, 2],
                     help="seeds of their FDFtNet, of its control (the baseline trained on) and of the selfblend "
                          "group's continued-mixed, all on seed 0's baseline")
+    ap.add_argument("--trial-seed", type=int, default=1,
+                    help="the seed of the recipe trials (EMA, layer decay, mixup/cutmix, FDFtNet's frozen warm-up): "
+                         "one of --pretrained-seeds, so each pairs with the run it changes")
     ap.add_argument("--size-backbones", type=lambda s: [b for b in s.split(",") if b],
                     default=["efficientnet_lite0", "efficientnet_lite2"],
                     help="pretrained backbones trained as the baseline but on dfdc64/finetune (1,000 + 1,000 images), "
@@ -434,7 +452,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="cap images per class per split (smoke runs)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", type=lambda s: s.split(","), help="groups: main,long,pretrained,selfblend,ablation,fewshot,sweep")
-    ap.add_argument("--match", type=lambda s: s.split(","), help="only jobs whose key contains one of these")
+    ap.add_argument("--match", type=lambda s: s.split(","), help="only jobs whose key one of these regular expressions is found in "
+                    "(a plain part of a key matches as a substring; 'pretrained/baseline$' matches only that job)")
     ap.add_argument("--plan", action="store_true", help="list the jobs and exit")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--recalibrate", action="store_true",

@@ -39,8 +39,11 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     # 2 baseline seeds + 4 FDFtNet + the recipe's second seed; long: baseline + recipe; 4 ablations + 2 shot counts;
     # pretrained: baseline, 2 FDFtNets, the continued baseline, linear probe, one input size, the ResNet-18 peer,
     # the unfrozen FDFtNet and the continued baseline again at seed 1, the continued baseline with strong
-    # augmentation, the baseline on finetune only; 6 few-shot methods
-    assert len(planned) == 7 + 2 + 6 + 11 + 6
+    # augmentation, the baseline on finetune only, the 3 recipe trials on the continued baseline at seed 1 (the
+    # FDFtNet warm-up needs 2 epochs); 6 few-shot methods
+    assert len(planned) == 7 + 2 + 6 + 14 + 6
+    assert main(_args(root, tmp_path, "--plan", "--only", "pretrained", "--match", "warmup", "--pretrained-ft-epochs", "2")) == 0
+    assert capsys.readouterr().out.split() == ["todo", "dfdc64/efficientnet_lite0/pretrained/fdftnet-unfrozen-lowlr-warmup-s1"]
     assert main(_args(root, tmp_path, "--plan", "--only", "selfblend", "--selfblend-backbones", "efficientnet_lite0")) == 0
     sb = "dfdc64/efficientnet_lite0/selfblend/"  # opt-in, so not run here
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == [
@@ -71,6 +74,10 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert cont["init_from"].endswith(pre + "baseline") and cont["train_split"] == "finetune" and cont["lr"] == 1e-4
     assert jobs[pre + "baseline-continued-strong"]["train_config"] == {**cont, "augment_policy": "strong",
                                                                         "out": cont["out"] + "-strong"}
+    cont1 = jobs[pre + "baseline-continued-s1"]["train_config"]
+    for name, over in (("ema", dict(ema=0.995)), ("llrd", dict(layer_decay=0.85)), ("mixcut", dict(mixup=0.2, cutmix=1.0))):
+        trial = jobs[pre + f"baseline-continued-{name}-s1"]  # one change to the run it pairs with
+        assert trial["train_config"] == {**cont1, **over, "out": cont1["out"].replace("-s1", f"-{name}-s1")}
     small = jobs[pre + "small-data"]["train_config"]  # the baseline's recipe from ImageNet, on the finetune split
     assert small["train_split"] == "finetune" and small["pretrained"] is True and small["init_from"] is None
     for key in ("baseline-continued-s1", "fdftnet-unfrozen-lowlr-s1"):  # seed 1, on seed 0's baseline
