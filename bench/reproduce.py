@@ -24,6 +24,7 @@ import torch
 
 from fdftnet.card import write_model_card
 from fdftnet.checkpoint import load_model, save_checkpoint, write_json
+from fdftnet.cli import _int_list  # "5,10,25" -> [5, 10, 25], a one-line argparse error on a typo
 from fdftnet.inference import evaluate
 from fdftnet.metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
 from fdftnet.train import (TrainConfig, TrainingError, finetune, flush_denormals, load_data, load_split, pretrain,
@@ -385,11 +386,6 @@ def gather(results: Path) -> dict:
     runs = [json.loads(p.read_text()) for p in sorted((results / "jobs").rglob("*.json"))]
     runs = [{**r, "metrics": r["test"]} for r in runs]  # "metrics": the test metrics, as the lab's Compare tab reads
     return {"runs": runs, "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-
-def _int_list(s: str) -> list[int]:
-    """'25,50,100' -> [25, 50, 100] (argparse type)."""
-    return [int(k) for k in s.split(",")]
 
 
 def main(argv=None) -> int:
