@@ -144,7 +144,8 @@ def budget_table(runs: list[dict], variant: str = MAIN[-1]) -> list[str]:
 
 PRETRAINED_ORDER = ("baseline", "baseline-continued", "baseline-continued-strong", "baseline-continued-ema",
                     "baseline-continued-llrd", "baseline-continued-mixcut", "fdftnet-unfrozen-lowlr",
-                    "fdftnet-unfrozen-lowlr-warmup", "fdftnet-frozen", "linear-probe", "small-data", "scratch-peer")
+                    "fdftnet-unfrozen-lowlr-warmup", "fdftnet-unfrozen-lowlr-cut5", "fdftnet-unfrozen-lowlr-cut6",
+                    "fdftnet-frozen", "linear-probe", "small-data", "small-data-224px", "scratch-peer")
 
 
 def pretrained_table(runs: list[dict]) -> list[str]:

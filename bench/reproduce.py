@@ -77,6 +77,13 @@ def plan(args) -> list[dict]:
         jobs.append(job(f"dfdc64/{bb}/pretrained/small-data", "pretrained", "pretrain", "dfdc64", "dfdc64", bb,
                         "small-data", backbone_name=bb, **{**PRETRAINED_BASELINE, "input_size": args.pretrained_size,
                                                            "epochs": args.pretrained_epochs, "train_split": "finetune"}))
+    for px in args.small_data_sizes:  # what input resolution buys, at the same cost-bounded data size
+        bb = args.size_backbones[0] if args.size_backbones else None
+        if bb:
+            jobs.append(job(f"dfdc64/{bb}/pretrained/small-data-{px}px", "pretrained", "pretrain", "dfdc64", "dfdc64",
+                            bb, f"small-data-{px}px", backbone_name=bb,
+                            **{**PRETRAINED_BASELINE, "input_size": px, "epochs": args.pretrained_epochs,
+                               "train_split": "finetune"}))
     if args.pretrained_backbones and args.peer_epochs:  # the from-scratch peer every detector is compared with
         jobs.append(job("dfdc64/resnet18/pretrained/scratch-peer", "pretrained", "pretrain", "dfdc64", "dfdc64",
                         "resnet18", "scratch-peer", backbone_name="resnet18",
@@ -158,6 +165,10 @@ def pretrained_jobs(bb: str, args) -> list[dict]:
         jobs.append(job(seeded(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr-warmup", ts), g, "finetune", "dfdc64",
                         "dfdc64", bb, "fdftnet-unfrozen-lowlr-warmup", seed=ts, base=base, **ft,
                         freeze_backbone=False, backbone_lr=args.backbone_lr, frozen_epochs=1))
+    for k in args.cut_points:  # FDFtNet's cut point: MBblockV3 on an earlier stage of the same baseline
+        jobs.append(job(seeded(f"dfdc64/{bb}/pretrained/fdftnet-unfrozen-lowlr-cut{k}", ts), g, "finetune", "dfdc64",
+                        "dfdc64", bb, f"fdftnet-unfrozen-lowlr-cut{k}", seed=ts, base=base, **ft,
+                        freeze_backbone=False, backbone_lr=args.backbone_lr, cut_blocks=k))
     jobs.append(job(f"dfdc64/{bb}/pretrained/fdftnet-frozen", g, "finetune", "dfdc64", "dfdc64", bb,
                     "fdftnet-frozen", base=base, **ft))
     jobs.append(job(f"dfdc64/{bb}/pretrained/linear-probe", g, "pretrain", "dfdc64", "dfdc64", bb, "linear-probe",
@@ -408,10 +419,15 @@ def main(argv=None) -> int:
     ap.add_argument("--trial-seed", type=int, default=1,
                     help="the seed of the recipe trials (EMA, layer decay, mixup/cutmix, FDFtNet's frozen warm-up): "
                          "one of --pretrained-seeds, so each pairs with the run it changes")
+    ap.add_argument("--cut-points", type=lambda s: [int(k) for k in s.split(",") if k], default=[5, 6],
+                    help="FDFtNet (unfrozen, low backbone lr, --trial-seed) again with MBblockV3 on the backbone's "
+                         "first K block stages (EfficientNet-Lite)")
     ap.add_argument("--size-backbones", type=lambda s: [b for b in s.split(",") if b],
                     default=["efficientnet_lite0", "efficientnet_lite2"],
                     help="pretrained backbones trained as the baseline but on dfdc64/finetune (1,000 + 1,000 images), "
                          "at --pretrained-size: what a bigger backbone buys at a cost CPU can pay")
+    ap.add_argument("--small-data-sizes", type=lambda s: [int(k) for k in s.split(",") if k], default=[224],
+                    help="the first --size-backbones' small-data run again at these input sizes")
     ap.add_argument("--peer-epochs", type=int, default=12,
                     help="the torchvision ResNet-18 peer, from scratch at 64 px with the baseline's recipe (0: none)")
     ap.add_argument("--selfblend-backbones", type=lambda s: [b for b in s.split(",") if b], default=[],

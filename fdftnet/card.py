@@ -211,6 +211,9 @@ def _training_rows(config: dict, training: dict) -> list[tuple[str, str]]:
         rows += [("backbone frozen", config.get("freeze_backbone")),
                  ("FTT stages (M)", config.get("ftt_stages") if config.get("use_ftt", True) else "none (ablation)"),
                  ("MBblockV3 blocks (N)", config.get("mb_blocks"))]
+        stages = (config.get("backbone_args") or {}).get("feature_blocks")
+        if stages:
+            rows.append(("MBblockV3 reads", f"the backbone's first {stages} block stages"))
     if cfg.get("augment"):
         cut = (f"yes: α = {cfg.get('cutout_holes')} holes, β = {cfg.get('cutout_scale')}"
                if cfg.get("cutout") else "no")

@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="C1,C2,C3")
     p.add_argument("--no-ftt", dest="use_ftt", action="store_false", help="ablation: no Fine-Tune Transformer")
     p.add_argument("--mb-blocks", type=int, default=4)
+    p.add_argument("--cut-blocks", type=int, metavar="K",
+                   help="EfficientNet-Lite baseline: MBblockV3 reads its first K block stages' output "
+                        "(Lite0 5: 112 channels at stride 16; default: the classifier's input)")
     p.add_argument("--se-on-expanded", action="store_true", help="reproduce the authors' SE wiring")
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--no-cutout", dest="cutout", action="store_false")
@@ -243,7 +246,7 @@ def _train_config(args, stage: str):
     if stage == "pretrain":
         keys += ["backbone", "pretrained", "input_size"]
     else:
-        keys += ["backbone_from", "init_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "backbone_lr", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks",
+        keys += ["backbone_from", "init_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "backbone_lr", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks", "cut_blocks",
                  "se_on_expanded", "cutout", "cutout_holes", "cutout_scale"]
     kw = {k: getattr(args, k) for k in keys}
     kw = {k: v for k, v in kw.items() if v is not None}

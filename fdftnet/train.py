@@ -32,7 +32,7 @@ from .data import (FAKE, PSEUDO_FAKE_KINDS, REAL, AugmentConfig, Batches, ImageS
 from .inference import predict_tensor
 from .metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
 from .models import BaselineDetector, FDFtNet, load_pretrained
-from .models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_PACKAGES
+from .models.efficientnet_lite import EfficientNetLite, IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_PACKAGES
 from .optim import make_optimizer
 from .precise_bn import recalibrate_bn
 
@@ -81,6 +81,9 @@ class TrainConfig:
     use_ftt: bool = True                # False: the no-FTT ablation
     mb_blocks: int = 4                  # N: paper text 4 (2 for PGGAN), notebooks 3
     se_on_expanded: bool = False        # True reproduces the authors' SE wiring bug
+    cut_blocks: int | None = None       # finetune on an EfficientNet-Lite baseline: MBblockV3 reads the output of the
+                                        # backbone's first k block stages (Lite0 5: 112 ch at stride 16); None: the
+                                        # baseline's own cut (its classifier's input, 1280 ch at stride 32)
     # --- optimisation
     optimizer: str = "adam"             # "sgd" = paper (momentum 0.9, lr 0.3, cosine); "adam" = authors' code;
                                         # "adamw" (decoupled weight decay, for pretrained backbones)
@@ -144,6 +147,8 @@ class TrainConfig:
             raise ValueError(f"backbone_lr is a finetune setting (>= 0), got {self.backbone_lr!r} for {self.stage}")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.cut_blocks is not None and (self.stage != "finetune" or self.cut_blocks < 1):
+            raise ValueError(f"cut_blocks (>= 1) is a finetune setting, got {self.cut_blocks!r} for {self.stage}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema (a decay) must be in [0, 1), got {self.ema}")
         if self.frozen_epochs < 0 or self.frozen_epochs >= max(self.epochs, 1):
@@ -534,6 +539,8 @@ def build_fdftnet(cfg: TrainConfig) -> tuple[FDFtNet, dict]:
                          "or --init-from FDFTNET (keep fine-tuning a trained FDFtNet), not both")
     hub = dict(revision=cfg.backbone_revision, cache_dir=cfg.cache_dir)  # the token: HF_TOKEN or the login cache
     if cfg.init_from:
+        if cfg.cut_blocks is not None:
+            raise ValueError("--cut-blocks builds a new FDFtNet on a baseline; --init-from keeps its checkpoint's cut")
         src = load_model(cfg.init_from, expect="fdftnet", **hub)
         model = FDFtNet(**{**src.config, "freeze_backbone": cfg.freeze_backbone})
         model.load_state_dict(src.state_dict())  # the calibrated threshold buffer comes with it
@@ -542,6 +549,10 @@ def build_fdftnet(cfg: TrainConfig) -> tuple[FDFtNet, dict]:
     base = load_model(cfg.backbone_from, expect="baseline", **hub)
     torch.manual_seed(cfg.seed)  # the new FTT/MBblockV3 weights depend only on the seed
     arch = {k: getattr(cfg, k) for k in ARCH_FIELDS} | {"ftt_channels": list(cfg.ftt_channels)}  # JSON-able config
+    if cfg.cut_blocks is not None:  # the same weights, read at an earlier stage (the stages after it go unused)
+        if not isinstance(base.backbone, EfficientNetLite):
+            raise ValueError(f"--cut-blocks needs an EfficientNet-Lite baseline; {base.backbone_name} has one cut point")
+        arch["backbone_args"] = {**(base.config.get("backbone_args") or {}), "feature_blocks": cfg.cut_blocks}
     model = FDFtNet.from_baseline(base, **arch, freeze_backbone=cfg.freeze_backbone)
     return model.train(), {**source_info(cfg.backbone_from, **hub), "backbone": base.backbone_name}
 

@@ -134,3 +134,27 @@ def test_cli_recipe_flags_reach_the_run_and_its_card(synthetic_images, tmp_path)
     card = (out / "README.md").read_text()
     for row in ("layer-wise lr decay | `0.7`", "weights averaged (EMA decay) | `0.99`", "mixup alpha | `0.2`"):
         assert row in card
+
+
+def test_cut_blocks_builds_fdftnet_on_an_earlier_stage_of_a_lite_baseline(synthetic_images, tiny_baseline_dir, tmp_path):
+    base_dir = tmp_path / "lite"
+    list(pretrain(_cfg(synthetic_images, base_dir, backbone="efficientnet_lite0", input_size=64, epochs=1)))
+    out = tmp_path / "cut"
+    cfg = TrainConfig(stage="finetune", data=str(synthetic_images), backbone_from=str(base_dir), out=str(out),
+                      epochs=1, batch_size=16, limit=16, device="cpu", seed=0, mb_blocks=1, precise_bn=0,
+                      freeze_backbone=False, backbone_lr=1e-4, cut_blocks=5)
+    list(finetune(cfg))
+    model = load_model(out, expect="fdftnet")
+    assert model.config["backbone_args"] == {"feature_blocks": 5}
+    assert model.backbone.feature_channels == 112  # Lite0's stride-16 stage, not the 1280-channel head input
+    base = load_model(base_dir, expect="baseline").backbone.state_dict()
+    assert torch.equal(model.backbone.state_dict()["body.conv_head.weight"], base["body.conv_head.weight"])  # unused
+    assert json.loads((out / "training.json").read_text())["train_config"]["cut_blocks"] == 5
+    assert "the backbone's first 5 block stages" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="--cut-blocks needs an EfficientNet-Lite baseline"):
+        list(finetune(TrainConfig(**{**cfg.__dict__, "backbone_from": str(tiny_baseline_dir),
+                                     "out": str(tmp_path / "x")})))
+    with pytest.raises(ValueError, match="cut_blocks .* is a finetune setting"):
+        TrainConfig(stage="pretrain", data="x", cut_blocks=5)
+    with pytest.raises(ValueError, match="feature_blocks must be 1..7"):
+        list(finetune(TrainConfig(**{**cfg.__dict__, "cut_blocks": 8, "out": str(tmp_path / "y")})))

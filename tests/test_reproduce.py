@@ -25,7 +25,7 @@ def _args(root, tmp_path, *extra):
             "--baseline-seeds", "0,1", "--long-epochs", "1", "--long-patience", "1",
             "--pretrained-backbones", "efficientnet_lite0", "--pretrained-size", "64", "--pretrained-epochs", "1",
             "--pretrained-ft-epochs", "1", "--pretrained-size-ablation", "32", "--peer-epochs", "1", "--pretrained-seeds", "0,1",
-            "--size-backbones", "efficientnet_lite0", *extra]
+            "--size-backbones", "efficientnet_lite0", "--cut-points", "5", "--small-data-sizes", "32", *extra]
 
 
 def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsys, monkeypatch):
@@ -40,8 +40,9 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     # pretrained: baseline, 2 FDFtNets, the continued baseline, linear probe, one input size, the ResNet-18 peer,
     # the unfrozen FDFtNet and the continued baseline again at seed 1, the continued baseline with strong
     # augmentation, the baseline on finetune only, the 3 recipe trials on the continued baseline at seed 1 (the
-    # FDFtNet warm-up needs 2 epochs); 6 few-shot methods
-    assert len(planned) == 7 + 2 + 6 + 14 + 6
+    # FDFtNet warm-up needs 2 epochs), FDFtNet at seed 1 cut at block stage 5, the small-data run at 32 px;
+    # 6 few-shot methods
+    assert len(planned) == 7 + 2 + 6 + 16 + 6
     assert main(_args(root, tmp_path, "--plan", "--only", "pretrained", "--match", "warmup", "--pretrained-ft-epochs", "2")) == 0
     assert capsys.readouterr().out.split() == ["todo", "dfdc64/efficientnet_lite0/pretrained/fdftnet-unfrozen-lowlr-warmup-s1"]
     assert main(_args(root, tmp_path, "--plan", "--only", "selfblend", "--selfblend-backbones", "efficientnet_lite0")) == 0
@@ -80,6 +81,10 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
         assert trial["train_config"] == {**cont1, **over, "out": cont1["out"].replace("-s1", f"-{name}-s1")}
     small = jobs[pre + "small-data"]["train_config"]  # the baseline's recipe from ImageNet, on the finetune split
     assert small["train_split"] == "finetune" and small["pretrained"] is True and small["init_from"] is None
+    assert jobs[pre + "small-data-32px"]["train_config"] == {**small, "input_size": 32, "out": small["out"] + "-32px"}
+    ft1 = jobs[pre + "fdftnet-unfrozen-lowlr-s1"]["train_config"]  # one change: where MBblockV3 reads the backbone
+    assert jobs[pre + "fdftnet-unfrozen-lowlr-cut5-s1"]["train_config"] == \
+        {**ft1, "cut_blocks": 5, "out": ft1["out"].replace("-s1", "-cut5-s1")}
     for key in ("baseline-continued-s1", "fdftnet-unfrozen-lowlr-s1"):  # seed 1, on seed 0's baseline
         rec = jobs[pre + key]
         assert rec["seed"] == rec["train_config"]["seed"] == 1 and rec["base"] == pre + "baseline"
