@@ -161,7 +161,7 @@ def pretrained_table(runs: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     for bb in sorted(by):
         for v in sorted(by[bb], key=lambda v: (PRETRAINED_ORDER.index(v) if v in PRETRAINED_ORDER else 99, v)):
-            rs = by[bb][v]
+            rs = sorted(by[bb][v], key=lambda r: r.get("seed", 0))
             tc = rs[0]["train_config"]
             base = next((b for b in runs if b["key"] == rs[0].get("base")), None)  # a fine-tune reads as its base
             size = tc.get("input_size") or (base or {}).get("train_config", {}).get("input_size") or "–"
@@ -169,7 +169,7 @@ def pretrained_table(runs: list[dict]) -> list[str]:
             secs = sum(r.get("train_seconds") or 0 for r in rs)
             lines.append(f"| {bb} | {v} | {size} | {split} | {','.join(str(r['epochs_run']) for r in rs)} | "
                          f"{mean_std([r['test']['acc'] for r in rs])} | {mean_std([r['test']['auroc'] for r in rs])} | "
-                         f"{len(rs)} | {secs / 60:.0f} min |")
+                         f"{', '.join(str(r.get('seed', 0)) for r in rs)} | {secs / 60:.0f} min |")
     return lines
 
 
