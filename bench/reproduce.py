@@ -77,13 +77,11 @@ def plan(args) -> list[dict]:
         jobs.append(job(f"dfdc64/{bb}/pretrained/small-data", "pretrained", "pretrain", "dfdc64", "dfdc64", bb,
                         "small-data", backbone_name=bb, **{**PRETRAINED_BASELINE, "input_size": args.pretrained_size,
                                                            "epochs": args.pretrained_epochs, "train_split": "finetune"}))
-    for px in args.small_data_sizes:  # what input resolution buys, at the same cost-bounded data size
-        bb = args.size_backbones[0] if args.size_backbones else None
-        if bb:
-            jobs.append(job(f"dfdc64/{bb}/pretrained/small-data-{px}px", "pretrained", "pretrain", "dfdc64", "dfdc64",
-                            bb, f"small-data-{px}px", backbone_name=bb,
-                            **{**PRETRAINED_BASELINE, "input_size": px, "epochs": args.pretrained_epochs,
-                               "train_split": "finetune"}))
+    for px in (args.small_data_sizes if args.size_backbones else []):  # what input resolution buys, at that data size
+        bb = args.size_backbones[0]
+        jobs.append(job(f"dfdc64/{bb}/pretrained/small-data-{px}px", "pretrained", "pretrain", "dfdc64", "dfdc64", bb,
+                        f"small-data-{px}px", backbone_name=bb, **{**PRETRAINED_BASELINE, "input_size": px,
+                                                                  "epochs": args.pretrained_epochs, "train_split": "finetune"}))
     if args.pretrained_backbones and args.peer_epochs:  # the from-scratch peer every detector is compared with
         jobs.append(job("dfdc64/resnet18/pretrained/scratch-peer", "pretrained", "pretrain", "dfdc64", "dfdc64",
                         "resnet18", "scratch-peer", backbone_name="resnet18",
@@ -410,7 +408,7 @@ def main(argv=None) -> int:
                     help="ImageNet-pretrained backbones of the 'pretrained' group")
     ap.add_argument("--pretrained-size", type=int, default=128, help="their input size (the 64 px crops upsampled)")
     ap.add_argument("--pretrained-epochs", type=int, default=6, help="their baseline's epochs (one-cycle)")
-    ap.add_argument("--pretrained-size-ablation", type=lambda s: [int(k) for k in s.split(",") if k], default=[64, 224],
+    ap.add_argument("--pretrained-size-ablation", type=_int_list, default=[64, 224],
                     help="the baseline again at these input sizes")
     ap.add_argument("--pretrained-ft-epochs", type=int, default=6, help="FDFtNet epochs (one-cycle) on them")
     ap.add_argument("--pretrained-seeds", type=_int_list, default=[0, 1, 2],
@@ -419,14 +417,14 @@ def main(argv=None) -> int:
     ap.add_argument("--trial-seed", type=int, default=1,
                     help="the seed of the recipe trials (EMA, layer decay, mixup/cutmix, FDFtNet's frozen warm-up): "
                          "one of --pretrained-seeds, so each pairs with the run it changes")
-    ap.add_argument("--cut-points", type=lambda s: [int(k) for k in s.split(",") if k], default=[5, 6],
+    ap.add_argument("--cut-points", type=_int_list, default=[5, 6],
                     help="FDFtNet (unfrozen, low backbone lr, --trial-seed) again with MBblockV3 on the backbone's "
                          "first K block stages (EfficientNet-Lite)")
     ap.add_argument("--size-backbones", type=lambda s: [b for b in s.split(",") if b],
                     default=["efficientnet_lite0", "efficientnet_lite2"],
                     help="pretrained backbones trained as the baseline but on dfdc64/finetune (1,000 + 1,000 images), "
                          "at --pretrained-size: what a bigger backbone buys at a cost CPU can pay")
-    ap.add_argument("--small-data-sizes", type=lambda s: [int(k) for k in s.split(",") if k], default=[224],
+    ap.add_argument("--small-data-sizes", type=_int_list, default=[224],
                     help="the first --size-backbones' small-data run again at these input sizes")
     ap.add_argument("--peer-epochs", type=int, default=12,
                     help="the torchvision ResNet-18 peer, from scratch at 64 px with the baseline's recipe (0: none)")

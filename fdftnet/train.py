@@ -312,11 +312,12 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
         # dropout masks: reproducible, also after a resume; DDP: each rank its own (rank 0 = one process)
-        torch.manual_seed(cfg.seed * 1009 + epoch + 1_000_003 * dist.rank())
+        epoch_seed = cfg.seed * 1009 + epoch + 1_000_003 * dist.rank()
+        torch.manual_seed(epoch_seed)
         if cfg.frozen_epochs:
             _set_backbone_trainable(model, epoch >= cfg.frozen_epochs)
         if mixer is not None:  # timm's Mixup draws from numpy's global generator
-            np.random.seed((cfg.seed * 1009 + epoch + 1_000_003 * dist.rank()) % 2**32)
+            np.random.seed(epoch_seed % 2**32)
         net.train()
         tot_loss, tot_correct, tot_n = 0.0, 0.0, 0.0
         opt.zero_grad(set_to_none=True)
@@ -338,9 +339,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
                 pending = False
                 if per_step:
                     sched.step()
-                if ema is not None:
-                    state["ema_updates"] = state.get("ema_updates", 0) + 1
-                    ema.update(model, step=state["ema_updates"])
+                _update_ema(ema, model, state)
             loss_value = loss.item()  # one device sync per step
             tot_loss += loss_value * len(y)
             tot_correct += (logits.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)).sum().item()
@@ -349,9 +348,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
         if pending:  # a stream's last micro-batches (its length is unknown): every rank has the same count
             opt.step()
             opt.zero_grad(set_to_none=True)
-            if ema is not None:
-                state["ema_updates"] = state.get("ema_updates", 0) + 1
-                ema.update(model, step=state["ema_updates"])
+            _update_ema(ema, model, state)
         samples.write()
         if cfg.precise_bn and isinstance(train, ImageSet):  # a stream cannot be re-read: it keeps running averages
             recalibrate_bn(evaluated, train.images, cfg.batch_size, device, cfg.precise_bn, seed=cfg.seed,
@@ -407,6 +404,14 @@ def _make_ema(model: nn.Module, cfg: TrainConfig, saved: dict | None = None):
     if saved is not None:
         ema.module.load_state_dict(saved)
     return ema
+
+
+def _update_ema(ema, model: nn.Module, state: dict) -> None:
+    """After an optimizer step: fold the weights into the average; state["ema_updates"] (resumed with the run)
+    is the step its decay warm-up counts."""
+    if ema is not None:
+        state["ema_updates"] = state.get("ema_updates", 0) + 1
+        ema.update(model, step=state["ema_updates"])
 
 
 def _make_mixer(cfg: TrainConfig):
