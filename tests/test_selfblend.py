@@ -123,6 +123,13 @@ def test_reals_only_batches_pair_each_real_with_a_self_blend():
     assert all(torch.equal(a, b) for a, b in zip(first, (x for x, _ in wrapped)))
 
 
+def test_training_blends_lie_on_the_8bit_grid_of_the_reals():
+    # off-grid values would tell every pseudo-fake from every real (and validation's blends are saved as uint8)
+    for reals_only in (True, False):
+        for x, _ in PseudoFakeBatches(Batches(_set(16, 16), 8, seed=0), reals_only=reals_only, ratio=1.0, seed=0):
+            assert torch.equal(x * 255, (x * 255).round())
+
+
 def test_mixed_batches_replace_a_share_of_the_fakes():
     data = _set(64, 64)
     plain = list(Batches(data, 32, seed=0))

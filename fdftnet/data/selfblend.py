@@ -320,6 +320,12 @@ def pseudo_fake_set(reals: ImageSet, cfg: SelfBlendConfig | None = None, seed: i
 # training batches
 
 
+def _as_saved(fakes: torch.Tensor) -> torch.Tensor:
+    """Blends on the 1/255 grid of the 8-bit images they are trained against, as a saved fake would be: off-grid
+    values would set every pseudo-fake apart from every real by a cue that no real fake carries."""
+    return (fakes * 255).round() / 255
+
+
 class PseudoFakeBatches:
     """Wraps a batch iterator (fdftnet.data.Batches or StreamBatches) and adds pseudo-fakes to its batches.
 
@@ -327,7 +333,8 @@ class PseudoFakeBatches:
     self-blend of each (the pairing the paper trains with); ratio is ignored.
     Otherwise: round(ratio * F) of a batch's F fakes (rounded at random, so the mean is exact) are replaced by
     self-blends of reals drawn from the same batch; the batch keeps its size.
-    The blends are made from the batch as augmented (flips, shifts). Draws come from a generator seeded by
+    The blends are made from the batch as augmented (flips, shifts) and rounded to the 1/255 grid of 8-bit images
+    (as the reals of a flipped batch are, and as validation's pseudo-fakes are). Draws come from a generator seeded by
     (seed, epoch, rank), so a run is reproducible and a resumed epoch is the same epoch.
     """
 
@@ -354,7 +361,7 @@ class PseudoFakeBatches:
                 xr = x[real]
                 if not len(xr):
                     continue
-                fakes = self_blend(xr, self.cfg, g).to(x.dtype)
+                fakes = _as_saved(self_blend(xr, self.cfg, g)).to(x.dtype)
                 yield torch.cat([xr, fakes]), torch.cat([y[real], torch.full_like(y[real], FAKE)])
                 continue
             fake_idx = torch.nonzero(~real).flatten()
@@ -365,5 +372,5 @@ class PseudoFakeBatches:
                 pick = torch.randperm(len(fake_idx), generator=g)[:k].to(fake_idx.device)
                 donors = torch.randint(0, len(real_idx), (k,), generator=g).to(real_idx.device)
                 x = x.clone()
-                x[fake_idx[pick]] = self_blend(x[real_idx[donors]], self.cfg, g).to(x.dtype)
+                x[fake_idx[pick]] = _as_saved(self_blend(x[real_idx[donors]], self.cfg, g)).to(x.dtype)
             yield x, y
