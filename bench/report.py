@@ -200,6 +200,7 @@ def paired_table(folder: Path) -> list[str]:
 
 # issue #21's rows, each beside the job it is compared with: (a) no DFDC fake seen; (b) real fakes only; (c) both
 SELFBLEND_ROWS = (("(a) reals only, self-blended", "selfblend", "reals-only"),
+                  ("(a) the same on every train real, longer", "selfblend", "reals-only-all"),
                   ("(b) real fakes only: the baseline", "pretrained", "baseline"),
                   ("(c) both: the baseline's data, half its fakes self-blended", "selfblend", "mixed"),
                   ("(b) real fakes only: the baseline trained on (baseline-continued)", "pretrained",

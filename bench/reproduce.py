@@ -197,16 +197,21 @@ def continued(args) -> dict:
 def selfblend_jobs(bb: str, args) -> list[dict]:
     """dfdc64, the pretrained baseline's recipe with self-blended pseudo-fakes (docs/selfblend.md). reals-only:
     trained on dfdc64/train's reals alone, validated on a hold-out of them + fixed self-blends, so no DFDC fake is
-    seen before the test; a batch of 32 reals becomes 64 images (the baseline's batch) and an epoch as many steps
-    as the baseline's. mixed: the baseline's own data, `--selfblend-ratio` of each batch's fakes self-blended."""
+    seen before the test; a batch of 32 reals becomes 64 images (the baseline's batch). reals-only draws
+    `--selfblend-reals` of them for `--selfblend-epochs`; reals-only-all takes every one for `--selfblend-all-epochs`,
+    per `--selfblend-seeds`. mixed: the baseline's own data, `--selfblend-ratio` of each batch's fakes self-blended."""
     g = "selfblend"
     recipe = {**PRETRAINED_BASELINE, "input_size": args.pretrained_size, "pseudo_fakes": "self-blend"}
+    reals_only = {**recipe, "reals_only": True, "batch_size": PRETRAINED_BASELINE["batch_size"] // 2, "val_split": None,
+                  "holdout": args.selfblend_holdout}
     return [job(f"dfdc64/{bb}/selfblend/reals-only", g, "pretrain", "dfdc64", "dfdc64", bb, "reals-only",
-                shots=args.selfblend_reals or None, backbone_name=bb, **{**recipe, "epochs": args.selfblend_epochs, "reals_only": True,
-                                     "batch_size": PRETRAINED_BASELINE["batch_size"] // 2, "val_split": None,
-                                     "holdout": args.selfblend_holdout}),
-            job(f"dfdc64/{bb}/selfblend/mixed", g, "pretrain", "dfdc64", "dfdc64", bb, "mixed", backbone_name=bb,
-                **{**recipe, "epochs": args.pretrained_epochs, "pseudo_ratio": args.selfblend_ratio})] + [
+                shots=args.selfblend_reals or None, backbone_name=bb, **{**reals_only, "epochs": args.selfblend_epochs})] + [
+        # (a) at a larger budget: every train real but the hold-out, more epochs, over seeds
+        job(seeded(f"dfdc64/{bb}/selfblend/reals-only-all", seed), g, "pretrain", "dfdc64", "dfdc64", bb,
+            "reals-only-all", seed=seed, backbone_name=bb, **{**reals_only, "epochs": args.selfblend_all_epochs})
+        for seed in args.selfblend_seeds] + [
+        job(f"dfdc64/{bb}/selfblend/mixed", g, "pretrain", "dfdc64", "dfdc64", bb, "mixed", backbone_name=bb,
+            **{**recipe, "epochs": args.pretrained_epochs, "pseudo_ratio": args.selfblend_ratio})] + [
         # (c) at the control's cost: the pretrained baseline trained on as 'baseline-continued' (= (b), same seeds)
         # with `--selfblend-ratio` of each batch's fakes self-blended
         job(seeded(f"dfdc64/{bb}/selfblend/continued-mixed", seed), g, "pretrain", "dfdc64",
@@ -432,6 +437,9 @@ def main(argv=None) -> int:
                     help="pretrained backbones of the 'selfblend' group (default: none; docs/selfblend.md ran "
                          "efficientnet_lite0)")
     ap.add_argument("--selfblend-epochs", type=int, default=3, help="its reals-only run's epochs (one-cycle)")
+    ap.add_argument("--selfblend-all-epochs", type=int, default=6,
+                    help="its reals-only-all runs' epochs (every train real but the hold-out)")
+    ap.add_argument("--selfblend-seeds", type=_int_list, default=[0, 1], help="seeds of its reals-only-all runs")
     ap.add_argument("--selfblend-reals", type=int, default=1500,
                     help="its reals-only run: train reals drawn (seeded) from the rest (0: all 4,000 less the "
                          "hold-out; 1,500 fit a shared 2-core CPU's evening)")

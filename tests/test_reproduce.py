@@ -48,7 +48,7 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert main(_args(root, tmp_path, "--plan", "--only", "selfblend", "--selfblend-backbones", "efficientnet_lite0")) == 0
     sb = "dfdc64/efficientnet_lite0/selfblend/"  # opt-in, so not run here
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == [
-        sb + "reals-only", sb + "mixed", sb + "continued-mixed", sb + "continued-mixed-s1"]
+        sb + "reals-only", sb + "reals-only-all", sb + "reals-only-all-s1", sb + "mixed", sb + "continued-mixed", sb + "continued-mixed-s1"]
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
@@ -318,11 +318,15 @@ def test_selfblend_table_sets_each_run_beside_its_comparison_over_seeds():
     runs = [run("pretrained", "baseline", 0.90), run("pretrained", "linear-probe", 0.67)]
     assert selfblend_table(runs) == []  # no selfblend job: no table
     runs += [run("selfblend", "reals-only", 0.59, reals_only=True),
+             run("selfblend", "reals-only-all", 0.62, reals_only=True), run("selfblend", "reals-only-all", 0.64, seed=1, reals_only=True),
              run("selfblend", "continued-mixed", 0.90, base=base, train_split="finetune"),
              run("selfblend", "continued-mixed", 0.92, seed=1, base=base, train_split="finetune"),
              run("pretrained", "baseline-continued", 0.91, base=base, train_split="finetune")]
     rows = selfblend_table(runs)[2:]
-    assert [r.split(" | ")[2] for r in rows] == ["`reals-only`", "`baseline`", "`baseline-continued`", "`continued-mixed`"]
+    assert [r.split(" | ")[2] for r in rows] == ["`reals-only`", "`reals-only-all`", "`baseline`", "`baseline-continued`",
+                                                 "`continued-mixed`"]
     assert rows[0].split(" | ")[3:5] == ["train (reals)", "none"]
+    assert rows[1].endswith("| 53.00 ± 1.41 | 63.00 ± 1.41 | 2 |")
+    rows.pop(1)
     assert rows[3].endswith("| 6,6 | 81.00 ± 1.41 | 91.00 ± 1.41 | 2 |")
     assert "its baseline’s, then finetune’s" in rows[3] and "| train | train’s |" in rows[1]
