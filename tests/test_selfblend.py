@@ -9,7 +9,7 @@ import torch
 from conftest import make_face, make_image_folder
 from fdftnet import load_model
 from fdftnet.cli import main as cli_main
-from fdftnet.data import (FAKE, REAL, Batches, ImageSet, PseudoFakeBatches, SelfBlendConfig, face_mask,
+from fdftnet.data import (FAKE, REAL, AugmentConfig, Batches, ImageSet, PseudoFakeBatches, SelfBlendConfig, face_mask,
                           load_image_folder, pseudo_fake_set, self_blend, self_blend_arrays)
 from fdftnet.data.images import DataError
 from fdftnet.inference import evaluate
@@ -125,9 +125,15 @@ def test_reals_only_batches_pair_each_real_with_a_self_blend():
 
 def test_training_blends_lie_on_the_8bit_grid_of_the_reals():
     # off-grid values would tell every pseudo-fake from every real (and validation's blends are saved as uint8)
+    # nor would reals resampled off it by a zoom: every image of the batch is rounded
+    zoom = AugmentConfig(shift_px=0, zoom=0.2, cutout_holes=0)
+    zoomed, _ = next(iter(Batches(_set(16, 16), 8, augment=zoom, seed=0)))
+    assert not torch.equal(zoomed * 255, (zoomed * 255).round())
     for reals_only in (True, False):
-        for x, _ in PseudoFakeBatches(Batches(_set(16, 16), 8, seed=0), reals_only=reals_only, ratio=1.0, seed=0):
-            assert torch.equal(x * 255, (x * 255).round())
+        for aug in (None, zoom):
+            for x, y in PseudoFakeBatches(Batches(_set(16, 16), 8, augment=aug, seed=0), reals_only=reals_only,
+                                          ratio=1.0, seed=0):
+                assert torch.equal(x * 255, (x * 255).round()) and len(x) == len(y)
 
 
 def test_mixed_batches_replace_a_share_of_the_fakes():

@@ -320,10 +320,11 @@ def pseudo_fake_set(reals: ImageSet, cfg: SelfBlendConfig | None = None, seed: i
 # training batches
 
 
-def _as_saved(fakes: torch.Tensor) -> torch.Tensor:
-    """Blends on the 1/255 grid of the 8-bit images they are trained against, as a saved fake would be: off-grid
-    values would set every pseudo-fake apart from every real by a cue that no real fake carries."""
-    return (fakes * 255).round() / 255
+def _as_saved(x: torch.Tensor) -> torch.Tensor:
+    """A batch on the 1/255 grid of 8-bit images, as saved images are. Every image of a pseudo-fake batch goes
+    through it (reals resampled by a zoom are off the grid, fresh blends too): were one class on the grid and the
+    other off it, that alone would tell them apart, a cue no real fake carries."""
+    return (x * 255).round() / 255
 
 
 class PseudoFakeBatches:
@@ -333,8 +334,8 @@ class PseudoFakeBatches:
     self-blend of each (the pairing the paper trains with); ratio is ignored.
     Otherwise: round(ratio * F) of a batch's F fakes (rounded at random, so the mean is exact) are replaced by
     self-blends of reals drawn from the same batch; the batch keeps its size.
-    The blends are made from the batch as augmented (flips, shifts) and rounded to the 1/255 grid of 8-bit images
-    (as the reals of a flipped batch are, and as validation's pseudo-fakes are). Draws come from a generator seeded by
+    The blends are made from the batch as augmented (flips, shifts), and the whole batch is then rounded to the
+    1/255 grid of 8-bit images (as validation's pseudo-fakes and every test image are). Draws come from a generator seeded by
     (seed, epoch, rank), so a run is reproducible and a resumed epoch is the same epoch.
     """
 
@@ -361,8 +362,8 @@ class PseudoFakeBatches:
                 xr = x[real]
                 if not len(xr):
                     continue
-                fakes = _as_saved(self_blend(xr, self.cfg, g)).to(x.dtype)
-                yield torch.cat([xr, fakes]), torch.cat([y[real], torch.full_like(y[real], FAKE)])
+                fakes = self_blend(xr, self.cfg, g).to(x.dtype)
+                yield _as_saved(torch.cat([xr, fakes])), torch.cat([y[real], torch.full_like(y[real], FAKE)])
                 continue
             fake_idx = torch.nonzero(~real).flatten()
             real_idx = torch.nonzero(real).flatten()
@@ -372,5 +373,5 @@ class PseudoFakeBatches:
                 pick = torch.randperm(len(fake_idx), generator=g)[:k].to(fake_idx.device)
                 donors = torch.randint(0, len(real_idx), (k,), generator=g).to(real_idx.device)
                 x = x.clone()
-                x[fake_idx[pick]] = _as_saved(self_blend(x[real_idx[donors]], self.cfg, g)).to(x.dtype)
-            yield x, y
+                x[fake_idx[pick]] = self_blend(x[real_idx[donors]], self.cfg, g).to(x.dtype)
+            yield _as_saved(x), y
