@@ -201,6 +201,9 @@ def paired_table(folder: Path) -> list[str]:
 # issue #21's rows, each beside the job it is compared with: (a) no DFDC fake seen; (b) real fakes only; (c) both
 SELFBLEND_ROWS = (("(a) reals only, self-blended", "selfblend", "reals-only"),
                   ("(a) the same on every train real, longer", "selfblend", "reals-only-all"),
+                  ("(a) the same, base images shifted and zoomed (paper policy)", "selfblend", "reals-only-all-aug-paper"),
+                  ("(a) the same, base images recoloured, blurred, JPEG'd (strong policy)", "selfblend",
+                   "reals-only-all-aug-strong"),
                   ("(b) real fakes only: the baseline", "pretrained", "baseline"),
                   ("(c) both: the baseline's data, half its fakes self-blended", "selfblend", "mixed"),
                   ("(b) real fakes only: the baseline trained on (baseline-continued)", "pretrained",

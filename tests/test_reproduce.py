@@ -48,7 +48,8 @@ def test_reproduce_runs_every_job_and_reports_what_the_json_says(tmp_path, capsy
     assert main(_args(root, tmp_path, "--plan", "--only", "selfblend", "--selfblend-backbones", "efficientnet_lite0")) == 0
     sb = "dfdc64/efficientnet_lite0/selfblend/"  # opt-in, so not run here
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == [
-        sb + "reals-only", sb + "reals-only-all", sb + "reals-only-all-s1", sb + "mixed", sb + "continued-mixed", sb + "continued-mixed-s1"]
+        sb + "reals-only", sb + "reals-only-all", sb + "reals-only-all-s1", sb + "reals-only-all-aug-paper",
+        sb + "reals-only-all-aug-strong", sb + "mixed", sb + "continued-mixed", sb + "continued-mixed-s1"]
     assert main(_args(root, tmp_path)) == 0
     jobs = {k: json.loads((results / "jobs" / f"{k}.json").read_text()) for k in planned}
     for key, rec in jobs.items():
