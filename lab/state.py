@@ -88,10 +88,23 @@ def session_dir(session: dict, request: gr.Request | None = None) -> Path:
 def check_room(session: dict) -> None:
     """DataError when the session's folder already holds SESSION_MB."""
     d = session.get("dir")
-    used = sum(f.stat().st_size for f in Path(d).rglob("*") if f.is_file()) if d and os.path.isdir(d) else 0
+    used = _bytes_under(d) if d and os.path.isdir(d) else 0
     if used > SESSION_MB * 2**20:
         raise DataError(f"this session already keeps {used / 2**20:.0f} MB on the server (limit {SESSION_MB:.0f} MB):"
                         f" reload the page to start a fresh session")
+
+
+def _bytes_under(d: str | os.PathLike) -> int:
+    """Bytes of the files under d. Files and folders that go while it counts (a finished request's extraction
+    folder, the janitor) are skipped: os.walk ignores a folder that vanished, and a file that did counts 0."""
+    total = 0
+    for root, _, files in os.walk(d):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _folders(own_only: bool = True) -> list[Path]:

@@ -144,6 +144,29 @@ def test_session_disk_cap(lab, tmp_path, monkeypatch):
     st.drop_session(session)
 
 
+def test_disk_count_skips_folders_that_go_while_it_counts(tmp_path, monkeypatch):
+    # a finished request's extraction folder is removed while another request counts the session's bytes: the
+    # count must skip what went, not fail the request with an internal error
+    import shutil
+
+    from lab import state as st
+    (tmp_path / "keep").write_bytes(b"\0" * 100)
+    (tmp_path / "crops" / "faces").mkdir(parents=True)
+    (tmp_path / "crops" / "faces" / "a.png").write_bytes(b"\0" * 50)
+    real_scandir = os.scandir
+
+    def scandir(path=".", *a, **kw):  # the other request's folder goes between being listed and being read
+        if str(path).endswith("faces"):
+            shutil.rmtree(tmp_path / "crops" / "faces", ignore_errors=True)
+        return real_scandir(path, *a, **kw)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(st, "SESSION_MB", 1)
+    st.check_room({"dir": str(tmp_path)})  # under the cap, and no error for the folder that went
+    assert not (tmp_path / "crops" / "faces").exists()
+    assert st._bytes_under(tmp_path) == 100
+
+
 def test_idle_sessions_expire_and_their_models_leave_the_picker(lab, tmp_path):
     from lab import state as st
     session = _session(lab, tmp_path)
