@@ -199,7 +199,8 @@ def selfblend_jobs(bb: str, args) -> list[dict]:
     trained on dfdc64/train's reals alone, validated on a hold-out of them + fixed self-blends, so no DFDC fake is
     seen before the test; a batch of 32 reals becomes 64 images (the baseline's batch). reals-only draws
     `--selfblend-reals` of them for `--selfblend-epochs`; reals-only-all takes every one for `--selfblend-all-epochs`,
-    per `--selfblend-seeds`, and reals-only-all-aug-* at seed 0 per `--selfblend-aug-policies`. mixed: the baseline's own data, `--selfblend-ratio` of each batch's fakes self-blended."""
+    per `--selfblend-seeds`, and reals-only-all-aug-* at seed 0 per `--selfblend-aug-policies`. mixed: the
+    baseline's own data, `--selfblend-ratio` of each batch's fakes self-blended."""
     g = "selfblend"
     recipe = {**PRETRAINED_BASELINE, "input_size": args.pretrained_size, "pseudo_fakes": "self-blend"}
     reals_only = {**recipe, "reals_only": True, "batch_size": PRETRAINED_BASELINE["batch_size"] // 2, "val_split": None,
@@ -445,7 +446,8 @@ def main(argv=None) -> int:
     ap.add_argument("--selfblend-epochs", type=int, default=3, help="its reals-only run's epochs (one-cycle)")
     ap.add_argument("--selfblend-all-epochs", type=int, default=6,
                     help="its reals-only-all runs' epochs (every train real but the hold-out)")
-    ap.add_argument("--selfblend-aug-policies", type=lambda s: [p for p in s.split(",") if p], default=["paper", "strong"],
+    ap.add_argument("--selfblend-aug-policies", type=lambda s: [p for p in s.split(",") if p],
+                    default=["paper", "strong"],
                     help="augment policies of its reals-only-all-aug-* runs (TrainConfig.augment_policy)")
     ap.add_argument("--selfblend-seeds", type=_int_list, default=[0, 1], help="seeds of its reals-only-all runs")
     ap.add_argument("--selfblend-reals", type=int, default=1500,

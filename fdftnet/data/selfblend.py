@@ -335,8 +335,8 @@ class PseudoFakeBatches:
     Otherwise: round(ratio * F) of a batch's F fakes (rounded at random, so the mean is exact) are replaced by
     self-blends of reals drawn from the same batch; the batch keeps its size.
     The blends are made from the batch as augmented (flips, shifts), and the whole batch is then rounded to the
-    1/255 grid of 8-bit images (as validation's pseudo-fakes and every test image are). Draws come from a generator seeded by
-    (seed, epoch, rank), so a run is reproducible and a resumed epoch is the same epoch.
+    1/255 grid of 8-bit images (as validation's pseudo-fakes and every test image are). Draws come from a
+    generator seeded by (seed, epoch, rank), so a run is reproducible and a resumed epoch is the same epoch.
     """
 
     def __init__(self, batches, cfg: SelfBlendConfig | None = None, reals_only: bool = True, ratio: float = 0.5,
