@@ -37,6 +37,11 @@ RECIPE = "fdftnet-unfrozen-lowlr-no-cutout"  # the main variant run over several
 VAL_KEYS = ("acc", "auroc", "ap", "eer", "threshold")  # a job record's validation metrics
 
 
+def _names(text: str) -> list[str]:
+    """ "a,b," -> ["a", "b"]: a comma-separated option of names (backbones, policies)."""
+    return [name for name in text.split(",") if name]
+
+
 def seeded(key: str, seed: int) -> str:
     """A job key for `seed`: seed 0 keeps the plain key, the others get -s<seed>."""
     return key + (f"-s{seed}" if seed else "")
@@ -73,15 +78,14 @@ def plan(args) -> list[dict]:
                         mb_blocks=args.mb_blocks, **{**T, **budget}, **recipe))
     for bb in args.pretrained_backbones:  # ImageNet-pretrained backbones (EfficientNet-Lite, issue #23)
         jobs += pretrained_jobs(bb, args)
+    small_data = {**PRETRAINED_BASELINE, "epochs": args.pretrained_epochs, "train_split": "finetune"}
     for bb in args.size_backbones:  # what backbone size buys: each trained the baseline's way on finetune's 2,000
         jobs.append(job(f"dfdc64/{bb}/pretrained/small-data", "pretrained", "pretrain", "dfdc64", "dfdc64", bb,
-                        "small-data", backbone_name=bb, **{**PRETRAINED_BASELINE, "input_size": args.pretrained_size,
-                                                           "epochs": args.pretrained_epochs, "train_split": "finetune"}))
+                        "small-data", backbone_name=bb, **{**small_data, "input_size": args.pretrained_size}))
     for px in (args.small_data_sizes if args.size_backbones else []):  # what input resolution buys, at that data size
         bb = args.size_backbones[0]
         jobs.append(job(f"dfdc64/{bb}/pretrained/small-data-{px}px", "pretrained", "pretrain", "dfdc64", "dfdc64", bb,
-                        f"small-data-{px}px", backbone_name=bb, **{**PRETRAINED_BASELINE, "input_size": px,
-                                                                  "epochs": args.pretrained_epochs, "train_split": "finetune"}))
+                        f"small-data-{px}px", backbone_name=bb, **{**small_data, "input_size": px}))
     if args.pretrained_backbones and args.peer_epochs:  # the from-scratch peer every detector is compared with
         jobs.append(job("dfdc64/resnet18/pretrained/scratch-peer", "pretrained", "pretrain", "dfdc64", "dfdc64",
                         "resnet18", "scratch-peer", backbone_name="resnet18",
@@ -415,7 +419,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="bench/runs", help="checkpoints of every job (large; not committed)")
     ap.add_argument("--results", default="bench/results")
     ap.add_argument("--backbones", type=lambda s: s.split(","), default=BACKBONES)
-    ap.add_argument("--pretrained-backbones", type=lambda s: [b for b in s.split(",") if b],
+    ap.add_argument("--pretrained-backbones", type=_names,
                     default=["efficientnet_lite0"],
                     help="ImageNet-pretrained backbones of the 'pretrained' group")
     ap.add_argument("--pretrained-size", type=int, default=128, help="their input size (the 64 px crops upsampled)")
@@ -432,7 +436,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cut-points", type=_int_list, default=[5, 6],
                     help="FDFtNet (unfrozen, low backbone lr, --trial-seed) again with MBblockV3 on the backbone's "
                          "first K block stages (EfficientNet-Lite)")
-    ap.add_argument("--size-backbones", type=lambda s: [b for b in s.split(",") if b],
+    ap.add_argument("--size-backbones", type=_names,
                     default=["efficientnet_lite0", "efficientnet_lite2"],
                     help="pretrained backbones trained as the baseline but on dfdc64/finetune (1,000 + 1,000 images), "
                          "at --pretrained-size: what a bigger backbone buys at a cost CPU can pay")
@@ -440,13 +444,13 @@ def main(argv=None) -> int:
                     help="the first --size-backbones' small-data run again at these input sizes")
     ap.add_argument("--peer-epochs", type=int, default=12,
                     help="the torchvision ResNet-18 peer, from scratch at 64 px with the baseline's recipe (0: none)")
-    ap.add_argument("--selfblend-backbones", type=lambda s: [b for b in s.split(",") if b], default=[],
+    ap.add_argument("--selfblend-backbones", type=_names, default=[],
                     help="pretrained backbones of the 'selfblend' group (default: none; docs/selfblend.md ran "
                          "efficientnet_lite0)")
     ap.add_argument("--selfblend-epochs", type=int, default=3, help="its reals-only run's epochs (one-cycle)")
     ap.add_argument("--selfblend-all-epochs", type=int, default=6,
                     help="its reals-only-all runs' epochs (every train real but the hold-out)")
-    ap.add_argument("--selfblend-aug-policies", type=lambda s: [p for p in s.split(",") if p],
+    ap.add_argument("--selfblend-aug-policies", type=_names,
                     default=["paper", "strong"],
                     help="augment policies of its reals-only-all-aug-* runs (TrainConfig.augment_policy)")
     ap.add_argument("--selfblend-seeds", type=_int_list, default=[0, 1], help="seeds of its reals-only-all runs")

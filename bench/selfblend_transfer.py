@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from fdftnet.checkpoint import load_model
-from fdftnet.data import REAL, ImageSet, SelfBlendConfig, load_image_folder, pseudo_fake_set
+from fdftnet.data import ImageSet, SelfBlendConfig, load_image_folder, pseudo_fake_set
 from fdftnet.inference import evaluate
 
 SEED = 20_221_204  # the blends' seed: fixed, and apart from any training or validation seed
@@ -30,15 +30,14 @@ def _self_blend_config(model_dir: Path) -> SelfBlendConfig:
 
 def transfer(models: dict[str, str], data: ImageSet, seed: int = SEED) -> dict:
     """{name: {"real_fakes": metrics, "self_blends": metrics, "self_blend_config": dict}} for each checkpoint."""
-    reals = ImageSet(data.images[data.labels == REAL], data.labels[data.labels == REAL],
-                     [p for p, y in zip(data.paths, data.labels.tolist()) if y == REAL])
     out = {}
     for name, path in models.items():
         model = load_model(path)
         cfg = _self_blend_config(Path(path))
         out[name] = {"model": str(path), "self_blend_config": cfg.to_dict(),
                      "real_fakes": _brief(evaluate(model, data)),
-                     "self_blends": _brief(evaluate(model, pseudo_fake_set(reals, cfg, seed=seed)))}
+                     # pseudo_fake_set takes the split's reals (its fakes are left out) and one blend of each
+                     "self_blends": _brief(evaluate(model, pseudo_fake_set(data, cfg, seed=seed)))}
     return out
 
 
