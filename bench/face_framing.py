@@ -111,7 +111,7 @@ def detect_all(crops: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, np.ndar
     """Per crop: the detection that overlaps the pasted face best (IoU > 0.3) or None."""
     found, boxes, lms, scores = [], [], [], []
     for c in crops:
-        b, p, lm = faces._detect(make_photo(c), faces.MIN_FACE)
+        b, p, lm, _ = faces._detect(make_photo(c), faces.MIN_FACE)
         ov = iou(b, TRUE) if len(b) else np.zeros(0)
         if len(b) and ov.max() > 0.3:
             i = int(np.argmax(ov))

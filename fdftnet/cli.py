@@ -9,6 +9,7 @@
     fdftnet predict --model runs/sq-ft --json photo.jpg  # JSON Lines, one object per file
     fdftnet predict --whole-image crop.png               # no face detection: the centre square as is
     fdftnet crop-faces photos/ data/mine                 # photos/{real,fake} -> data/mine/finetune/{real,fake}
+    fdftnet build-data --manifest ../shared/data/dfdc-full/manifest.csv --source SRC/faces_224 --out DIR --size 128
     fdftnet sweep --data my-upload --json sweep.json     # my-upload/{real,fake}: each method vs k = 5, 10, 20 shots
     fdftnet push --model runs/sq-ft --repo-id user/fdftnet-sq --dry-run
     fdftnet pull --repo-id user/fdftnet-sq --out models/sq-ft
@@ -51,9 +52,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=["plateau", "cosine", "onecycle"],
                    help="lr schedule (default: cosine for sgd, plateau for adam/adamw)")
     p.add_argument("--weight-decay", type=float, help="default 1e-5 (the authors' L2 on the last layer)")
-    p.add_argument("--augment-policy", choices=["paper", "flip", "strong"],
-                   help="with augmentation: paper (shift/zoom/rotation/flip, default), flip (flips only) or strong "
-                        "(flips, colour, blur, JPEG)")
+    p.add_argument("--augment-policy", choices=["paper", "flip", "strong", "degrade"],
+                   help="with augmentation: paper (shift/zoom/rotation/flip, default), flip (flips only), strong "
+                        "(flips, colour, blur, JPEG) or degrade (flips and an upload's JPEG, down-up resize, blur)")
+    p.add_argument("--extra-train", action="append", metavar="ROOT:SPLIT",
+                   help="also train on this image folder's split (another family of fakes; repeatable)")
+    p.add_argument("--extra-holdout", type=int, metavar="N",
+                   help="of each --extra-train set, N per class go to validation instead (default 0)")
+    p.add_argument("--balance", action="store_true",
+                   help="each epoch, per source, subsample the larger class to the smaller one's count (afresh)")
     p.add_argument("--lr", type=float)
     p.add_argument("--layer-decay", type=float, metavar="D",
                    help="layer-wise lr decay of a timm backbone (efficientnet_lite0/2): each layer at lr * D ** depth "
@@ -109,10 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="train a baseline backbone + head on the train split")
     p.add_argument("--backbone", required=True)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--cutout", action=argparse.BooleanOptionalAction,
+                   help="Cutout on the augmented training images (default: on with --augment)")
     p.add_argument("--pretrained", action="store_true",
                    help="start from the backbone's ImageNet weights (efficientnet_lite0/2; see `fdftnet models`)")
     p.add_argument("--input-size", type=int, metavar="PX",
-                   help="the model resizes its 64x64 input to this (default: 128 with --pretrained, else 64)")
+                   help="the model resizes its face crop to this (default: 128 with --pretrained, else 64)")
+    p.add_argument("--crop-size", type=int, metavar="PX",
+                   help="faces are cropped to this for the model, in training and at use (default 64, the paper's; "
+                        "give --input-size's value for a native-resolution model)")
     _add_train_args(p)
 
     p = sub.add_parser("finetune", help="fine-tune FDFtNet on a pretrained baseline with k shots per class")
@@ -131,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ftt-channels", type=lambda s: [int(c) for c in s.split(",")], default=[32, 64, 128],
                    metavar="C1,C2,C3")
     p.add_argument("--no-ftt", dest="use_ftt", action="store_false", help="ablation: no Fine-Tune Transformer")
+    p.add_argument("--ftt-size", type=int, metavar="PX",
+                   help="the FTT reads the face crop resized to this (default: the crop as it is)")
     p.add_argument("--mb-blocks", type=int, default=4)
     p.add_argument("--cut-blocks", type=int, metavar="K",
                    help="EfficientNet-Lite baseline: MBblockV3 reads its first K block stages' output "
@@ -164,11 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     _add_hub_args(p)
 
-    p = sub.add_parser("crop-faces", help="folders of photos -> 64x64 face crops in the layout the trainers read")
+    p = sub.add_parser("crop-faces", help="folders of photos -> face crops in the layout the trainers read")
     p.add_argument("src", metavar="SRC_DIR", help="SRC_DIR/{real,fake}/ (or SRC_DIR/SPLIT/{real,fake}/) of photos")
     p.add_argument("out", metavar="OUT_DIR", help="writes OUT_DIR/SPLIT/{real,fake}/*.png, the largest face per photo")
     p.add_argument("--split", default="finetune", help="the split SRC_DIR/{real,fake} becomes (default: finetune)")
     p.add_argument("--min-face", type=int, default=20, metavar="PX", help="ignore faces narrower than this")
+    p.add_argument("--size", type=int, default=64, metavar="PX",
+                   help="crop side: the crop size of the model they will train (default 64; 128 for a native one)")
+
+    p = sub.add_parser("build-data", help="image folders at a chosen size from a manifest of full-size source files")
+    p.add_argument("--manifest", metavar="CSV", help="columns split, label, source (e.g. "
+                   "../shared/data/dfdc-full/manifest.csv); other columns are copied to OUT/manifest.csv")
+    p.add_argument("--source", action="append", metavar="DIR",
+                   help="a folder holding the source files (repeat for several; searched in order)")
+    p.add_argument("--out", metavar="DIR", help="writes DIR/SPLIT/{real,fake}/*.png, manifest.csv and build.json")
+    p.add_argument("--size", type=int, default=128, metavar="PX", help="output side (default 128)")
+    p.add_argument("--splits", type=_name_list, metavar="S,S,...", help="only these splits (default: all)")
+    p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="only rows with this value, e.g. in_dfdc64=1 (repeatable)")
+    p.add_argument("--faces", action="store_true", help="crop each source's largest face as `predict` crops a photo "
+                   "(MTCNN + the training crops' framing), not its centre square")
+    p.add_argument("--verify", metavar="DIR", help="instead of building: re-check DIR's files against its manifest.csv")
 
     p = sub.add_parser("sweep", help="few-shot sweep: every method fine-tuned on k shots per class, scored alike")
     _add_data_args(p, splits=False)
@@ -242,11 +272,11 @@ def _train_config(args, stage: str):
             "val_split", "limit", "out", "epochs", "batch_size", "optimizer", "lr", "patience", "monitor",
             "grad_accum", "precise_bn", "device", "seed", "amp", "resume", "overwrite", "augment", "streaming",
             "schedule", "weight_decay", "augment_policy", "pseudo_fakes", "reals_only", "pseudo_ratio", "layer_decay", "frozen_epochs", "ema",
-            "mixup", "cutmix"]
+            "mixup", "cutmix", "extra_train", "extra_holdout", "balance"]
     if stage == "pretrain":
-        keys += ["backbone", "pretrained", "input_size"]
+        keys += ["backbone", "pretrained", "input_size", "crop_size", "cutout"]
     else:
-        keys += ["backbone_from", "init_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "backbone_lr", "ftt_stages", "ftt_channels", "use_ftt", "mb_blocks", "cut_blocks",
+        keys += ["backbone_from", "init_from", "backbone_revision", "cache_dir", "shots", "freeze_backbone", "backbone_lr", "ftt_stages", "ftt_channels", "use_ftt", "ftt_size", "mb_blocks", "cut_blocks",
                  "se_on_expanded", "cutout", "cutout_holes", "cutout_scale"]
     kw = {k: getattr(args, k) for k in keys}
     kw = {k: v for k, v in kw.items() if v is not None}
@@ -304,12 +334,13 @@ def _cmd_evaluate(args) -> int:
     from .distributed import setup
     from .inference import evaluate
     from .metrics import jsonable
+    from .models import crop_size_of
     from .train import TrainConfig, load_split
     device = setup(args.device)
     model = load_model(resolve_model(args.model, **_hub_kwargs(args)), device=device, **_hub_kwargs(args))
     cfg = TrainConfig(data=args.data, hf_dataset=args.hf_dataset, image_column=args.image_column,
                       label_column=args.label_column, real_label=args.real_label, fake_label=args.fake_label)
-    data = load_split(cfg, args.split, args.limit)
+    data = load_split(cfg, args.split, args.limit, size=crop_size_of(model))  # faces at the model's crop size
     m = jsonable(evaluate(model, data, threshold=args.threshold))
     m.update(model=str(args.model), split=args.split, data=args.data or args.hf_dataset)
     fmt = lambda v: "nan" if v is None else f"{v:.4f}"  # noqa: E731
@@ -362,13 +393,16 @@ def _cmd_crop_faces(args) -> int:
     from .predict import face_detector_needed
     if args.min_face < 1:
         raise ValueError("--min-face must be at least 1")
+    if not 32 <= args.size <= 512:
+        raise ValueError(f"--size must be 32..512 px, got {args.size}")
     with tqdm(unit="photo", leave=False, dynamic_ncols=True, disable=None) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
         with face_detector_needed():
-            r = crop_folder(args.src, args.out, split=args.split, min_size=args.min_face, progress=progress)
+            r = crop_folder(args.src, args.out, split=args.split, min_size=args.min_face, progress=progress,
+                            size=args.size)
     counts = ", ".join(f"{s}: {c['real']} real + {c['fake']} fake" for s, c in sorted(r["counts"].items()))
     print(f"{r['faces']} face crops from {r['photos']} photos in {r['out']} ({counts}); "
           f"{len(r['no_face'])} photos had no face, {len(r['unreadable'])} were unreadable")
@@ -385,6 +419,47 @@ def _int_list(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers like 5,10,25, got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected names like train,test, got {text!r}")
+    return names
+
+
+def _cmd_build_data(args) -> int:
+    from tqdm import tqdm
+
+    from .data.build import build_dataset, verify_build
+    where = {}
+    for item in args.where:
+        col, eq, value = item.partition("=")
+        if not eq or not col:
+            raise ValueError(f"--where wants COLUMN=VALUE, got {item!r}")
+        where[col.strip()] = value.strip()
+    with tqdm(unit="img", dynamic_ncols=True, disable=None, mininterval=2) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        if args.verify:
+            r = verify_build(args.verify, progress=progress)
+        else:
+            if not (args.manifest and args.source and args.out):
+                raise ValueError("build-data needs --manifest CSV, --source DIR and --out DIR (or --verify DIR)")
+            r = build_dataset(args.manifest, args.source, args.out, args.size, splits=args.splits, where=where,
+                              progress=progress, faces=args.faces)
+    if args.verify:
+        print(f"{r['images']} images checked in {args.verify}: {len(r['bad'])} differ from manifest.csv; build digest "
+              f"{r['build_digest']} ({'matches' if r['matches_build_json'] else 'does NOT match'} build.json)")
+        for f in r["bad"][:20]:
+            print(f"  differs: {f}")
+        return 2 if r["bad"] or not r["matches_build_json"] else 0
+    counts = ", ".join(f"{s}: {c['real']} real + {c['fake']} fake" for s, c in sorted(r["counts"].items()))
+    print(f"{r['images']} images at {r['size']} px in {args.out} ({counts}); {r['upscaled']} upscaled from smaller "
+          f"sources; {len(r['no_face'])} without a face left out; build digest {r['build_digest']}")
+    return 0
 
 
 def _cmd_sweep(args) -> int:
@@ -446,7 +521,8 @@ def _cmd_pull(args) -> int:
 
 
 COMMANDS = {"models": _cmd_models, "pretrain": _cmd_train, "finetune": _cmd_train, "evaluate": _cmd_evaluate,
-            "predict": _cmd_predict, "crop-faces": _cmd_crop_faces, "sweep": _cmd_sweep, "push": _cmd_push, "pull": _cmd_pull}
+            "predict": _cmd_predict, "crop-faces": _cmd_crop_faces,
+            "build-data": _cmd_build_data, "sweep": _cmd_sweep, "push": _cmd_push, "pull": _cmd_pull}
 
 
 def main(argv: list[str] | None = None) -> int:

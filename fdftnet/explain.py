@@ -1,13 +1,14 @@
 """Where a detector looked, and what its output means: FTT attention or Grad-CAM maps, overlays, verdicts.
 
-FDFtNet with an FTT shows the attention its first FTT stage pays to each 2x2 patch (32x32 map).
+FDFtNet with an FTT shows the attention its first FTT stage pays to each 2x2 patch of the image it reads
+(a 32x32 map for the paper's 64-px FTT input).
 Other models (baselines, the no-FTT ablation) get Grad-CAM (Selvaraju et al., ICCV 2017,
 https://arxiv.org/abs/1610.02391) on the backbone's last feature map, for the fake-vs-real logit margin.
 Gradients are taken with `torch.autograd.grad` w.r.t. the feature map only, so no parameter `.grad`
 is touched and a shared read-only model can explain images from several threads at once.
 
-    heat, method = heatmap(model, arrays)          # (B, 64, 64) float in [0, 1], "FTT attention"
-    shown = overlay(arrays[0], heat[0])            # (64, 64, 3) uint8
+    heat, method = heatmap(model, arrays)          # (B, S, S) float in [0, 1] for S x S crops, "FTT attention"
+    shown = overlay(arrays[0], heat[0])            # (S, S, 3) uint8
     verdict, confidence = decide(0.93, threshold=0.41)
     bar = colour_scale()                           # the overlays' colour legend, low (left) -> high (right)
     shown = draw_boxes(photo, [(10, 20, 90, 120)], ["1"], [(220, 40, 40)])   # numbered boxes, for display
@@ -42,7 +43,7 @@ def grad_cam(model, x: torch.Tensor) -> torch.Tensor:
         if hasattr(model, "head"):  # FDFtNet: MBblockV3 head (+ FTT) then fc
             z = model.head(feats)
             if getattr(model, "ftt", None) is not None:
-                z = z + model.ftt(x)
+                z = z + model.ftt(model.ftt_input(x))
             logits = model.fc(z)
         else:  # BaselineDetector: the backbone's own classifier head
             logits = model.backbone.forward_head(feats)

@@ -1,15 +1,17 @@
 """Faces in real photos: detect them (MTCNN) and crop each the way the training crops were framed.
 
-Every model here sees 64x64 face crops. `find_faces` turns a photo into such crops: facenet-pytorch's
+Every model is fed square face crops of its own `crop_size` (64 px for the paper's protocol, 128 px and more
+for a native-resolution model). `find_faces` turns a photo into such crops, each cut from the photo straight
+to that size (no detour through a smaller crop): facenet-pytorch's
 MTCNN (Zhang et al., "Joint Face Detection and Alignment using Multi-task Cascaded Convolutional
 Networks", https://arxiv.org/abs/1604.02878) gives boxes, scores and 5 landmarks, and `FRAMING` turns
 a box into the square the benchmark crops cover. FRAMING was measured, not guessed: bench/face_framing.py
 runs the detector on dfdc64 test crops and fits the box -> crop relation (bench/results/face_framing.json).
 
-    res = find_faces(load_photo("party.jpg"))     # FaceResult
-    for f in res.faces: print(f.box, f.score)     # f.crop is (64, 64, 3) uint8, ready for the model
+    res = find_faces(load_photo("party.jpg"), size=crop_size_of(model))   # FaceResult
+    for f in res.faces: print(f.box, f.score)     # f.crop is (size, size, 3) uint8, ready for the model
     res.message                                   # "no face found", "2 faces under 20 px ignored", ...
-    crop_folder("photos/", "data/mine")           # photos/{real,fake} -> data/mine/finetune/{real,fake}
+    crop_folder("photos/", "data/mine", size=128) # photos/{real,fake} -> data/mine/finetune/{real,fake}
 """
 from __future__ import annotations
 
@@ -18,19 +20,20 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .data import images
 from .data.folders import _image_files, _subdirs
 from .data.images import MIN_SIDE, DataError, DecodeBudget, ImageSource
+from . import mtcnn
+from .mtcnn import Deadline, DetectionTimeout
 
 __all__ = [
     "Face", "FaceResult", "FaceError", "FRAMING", "find_faces", "largest_face", "is_face_crop",
-    "crop_face", "whole_image", "load_photo", "crop_folder", "get_detector",
+    "crop_face", "whole_image", "load_photo", "crop_folder", "get_detector", "Deadline", "DetectionTimeout",
 ]
 
-CROP_SIZE = 64  # the models' input side
+CROP_SIZE = 64  # the paper's crop side: the default where no model says its own (crop_size_of)
 MAX_FACES = 20  # per image; more are cut to the largest ones, and the message says so
 MIN_FACE = 20  # px (box width in the photo); smaller faces hold too little for a 64 px crop
 MIN_SCORE = 0.9  # MTCNN probability; 99% of the benchmark's faces score >= 0.97 (score_p01)
@@ -61,12 +64,12 @@ class FaceError(DataError):
 
 @dataclass
 class Face:
-    """One detected face: box (x0, y0, x1, y1) and landmarks (5, 2) in photo pixels, 64x64 crop."""
+    """One detected face: box (x0, y0, x1, y1) and landmarks (5, 2) in photo pixels, and its square crop."""
 
     box: tuple[float, float, float, float]
     score: float  # MTCNN probability; nan when the input was a crop with no detection
     landmarks: np.ndarray  # (5, 2): eyes, nose, mouth corners as (x, y); nan when unknown
-    crop: np.ndarray  # (64, 64, 3) uint8, framed like the training crops
+    crop: np.ndarray  # (size, size, 3) uint8 at the model's crop size, framed like the training crops
 
 
 @dataclass
@@ -99,28 +102,26 @@ def get_detector():
     return _DETECTOR
 
 
-def _detect(image: np.ndarray, min_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(boxes (N, 4), scores (N,), landmarks (N, 5, 2)) in photo pixels, scores >= MIN_SCORE."""
+def _detect(image: np.ndarray, min_size: int, deadline: Deadline | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(boxes (N, 4), scores (N,), landmarks (N, 5, 2)) in photo pixels, scores >= MIN_SCORE, and whether
+    fdftnet.mtcnn's candidate caps dropped some (a photo of very many faces); DetectionTimeout past `deadline`."""
     h, w = image.shape[:2]
     # faces of _SEE_BELOW * min_size px become 12 px: the cheapest pyramid that still sees them
     s = min(1.0, _PNET_WINDOW / max(1.0, _SEE_BELOW * min_size), MAX_DETECT_SIDE / max(h, w))
     if min(h, w) * s < _PNET_WINDOW:  # no face of min_size fits: nothing to run
-        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)), False
     small = image
     if s < 1.0:
         size = (max(1, round(w * s)), max(1, round(h * s)))
         small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR,
                                                          reducing_gap=2.0))
-    with torch.inference_mode():
-        boxes, probs, points = get_detector().detect(small, landmarks=True)
-    if boxes is None:
-        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+    boxes, probs, points, capped = mtcnn.detect(get_detector(), small, _PNET_WINDOW, deadline=deadline)
     sx, sy = w / small.shape[1], h / small.shape[0]
-    boxes = np.asarray(boxes, dtype=np.float64) * [sx, sy, sx, sy]  # (N, 4), back to photo px
-    probs = np.asarray(probs, dtype=np.float64)  # (N,)
-    points = np.asarray(points, dtype=np.float64) * [sx, sy]  # (N, 5, 2)
+    boxes = boxes * [sx, sy, sx, sy]  # (N, 4), back to photo px
+    points = points * [sx, sy]  # (N, 5, 2)
     keep = probs >= MIN_SCORE
-    return boxes[keep], probs[keep], points[keep]
+    return boxes[keep], probs[keep], points[keep], capped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,34 +211,39 @@ def is_face_crop(image: np.ndarray) -> bool:
     return _square(image.shape, CROP_MAX) and _fills(image.shape, _detect(image, MIN_FACE)[0])
 
 
-def _as_crop(image: np.ndarray, boxes, probs, points) -> FaceResult:
+def _as_crop(image: np.ndarray, boxes, probs, points, size: int = CROP_SIZE) -> FaceResult:
     """The whole input as one Face, resized the way the direct path does it (load_image)."""
     h, w = image.shape[:2]
     i = int(np.argmax(boxes[:, 2] - boxes[:, 0])) if len(boxes) else None
     face = Face(box=(0.0, 0.0, float(w), float(h)),
                 score=float(probs[i]) if i is not None else float("nan"),
                 landmarks=points[i] if i is not None else np.full((5, 2), np.nan),
-                crop=images._crop_resize(image, CROP_SIZE))
+                crop=images._crop_resize(image, size))
     return FaceResult([face], "already a face crop: used as is", is_crop=True)
 
 
-def find_faces(image: np.ndarray, max_faces: int = MAX_FACES, min_size: int = MIN_FACE) -> FaceResult:
+def find_faces(image: np.ndarray, max_faces: int = MAX_FACES, min_size: int = MIN_FACE,
+               size: int = CROP_SIZE, deadline: Deadline | None = None) -> FaceResult:
     """Detect the faces of an (H, W, 3) uint8 photo and crop each like the training crops.
 
     Args:
         image: the photo, RGB uint8 (see `load_photo` for files).
         max_faces: keep at most this many, the largest; the message says how many were dropped.
         min_size: ignore faces whose box is narrower (px); the message counts them.
+        size: the crop side, the model's crop_size (`models.crop_size_of`); each crop is cut from the photo
+            straight to it.
+        deadline: a time budget (fdftnet.mtcnn.Deadline) for the detection; past it, DetectionTimeout (a
+            FaceError-like one-line ValueError). Detection's candidate caps (fdftnet.mtcnn.CAPS) always apply.
     Returns a FaceResult with faces largest first. An input that already is a face crop
     (`is_face_crop`) comes back as one Face covering it, with is_crop=True.
     Raises FaceError for a non-image array, a side under MIN_SIDE or an aspect ratio over MAX_ASPECT.
     """
     image = _check(image)
     if _square(image.shape, CROP_SMALL):  # is_face_crop's rule, sharing its detection
-        return _as_crop(image, np.zeros((0, 4)), None, None)
-    boxes, probs, points = _detect(image, min_size)
+        return _as_crop(image, np.zeros((0, 4)), None, None, size)
+    boxes, probs, points, capped = _detect(image, min_size, deadline)
     if _square(image.shape, CROP_MAX) and _fills(image.shape, boxes):
-        return _as_crop(image, boxes, probs, points)
+        return _as_crop(image, boxes, probs, points, size)
     order = np.argsort(-(boxes[:, 2] - boxes[:, 0]), kind="stable")  # widest first
     boxes, probs, points = boxes[order], probs[order], points[order]
     big = (boxes[:, 2] - boxes[:, 0]) >= min_size
@@ -246,18 +252,20 @@ def find_faces(image: np.ndarray, max_faces: int = MAX_FACES, min_size: int = MI
         n = int((~big).sum())
         notes.append(f"{n} face{'s' * (n > 1)} under {min_size} px ignored")
     boxes, probs, points = boxes[big], probs[big], points[big]
+    if capped:
+        notes.append("very many face-like patterns: only the most likely candidates were examined")
     if len(boxes) > max_faces:
         notes.append(f"more than {max_faces} faces: kept the {max_faces} largest")
         boxes, probs, points = boxes[:max_faces], probs[:max_faces], points[:max_faces]
     if len(boxes) == 0:
         notes.insert(0, "no face found")
-    faces = [Face(tuple(float(v) for v in b), float(p), lm, crop_face(image, b, lm))
+    faces = [Face(tuple(float(v) for v in b), float(p), lm, crop_face(image, b, lm, size))
              for b, p, lm in zip(boxes, probs, points)]
     return FaceResult(faces, "; ".join(notes) or None)
 
 
-def whole_image(image: np.ndarray) -> FaceResult:
-    """No detection: the image's centre square resized to 64x64 (as `load_image` does), as one Face.
+def whole_image(image: np.ndarray, size: int = CROP_SIZE) -> FaceResult:
+    """No detection: the image's centre square resized to size x size (as `load_image` does), as one Face.
 
     For a photo with no face found when the user explicitly asks for a score anyway; the message says
     the verdict is about the whole picture, not a face crop like the training data."""
@@ -266,13 +274,13 @@ def whole_image(image: np.ndarray) -> FaceResult:
     s = min(h, w)
     x0, y0 = (w - s) // 2, (h - s) // 2
     face = Face(box=(float(x0), float(y0), float(x0 + s), float(y0 + s)), score=float("nan"),
-                landmarks=np.full((5, 2), np.nan), crop=images._crop_resize(image, CROP_SIZE))
-    return FaceResult([face], "whole image scored, no face detection (its centre square, resized to 64x64)")
+                landmarks=np.full((5, 2), np.nan), crop=images._crop_resize(image, size))
+    return FaceResult([face], f"whole image scored, no face detection (its centre square, resized to {size}x{size})")
 
 
-def largest_face(image: np.ndarray, min_size: int = MIN_FACE) -> tuple[Face, FaceResult]:
-    """The largest face (or the crop itself) and the full result; FaceError if there is none."""
-    res = find_faces(image, min_size=min_size)
+def largest_face(image: np.ndarray, min_size: int = MIN_FACE, size: int = CROP_SIZE) -> tuple[Face, FaceResult]:
+    """The largest face (or the crop itself) at `size` px and the full result; FaceError if there is none."""
+    res = find_faces(image, min_size=min_size, size=size)
     if not res.faces:
         raise FaceError(res.message or "no face found")
     return res.faces[0], res
@@ -311,8 +319,8 @@ def _class_dirs(src: str, split: str) -> dict[tuple[str, str], str]:
 
 
 def crop_folder(src: str | os.PathLike, out: str | os.PathLike, split: str = "finetune",
-                min_size: int = MIN_FACE, progress=None) -> dict:
-    """Folders of photos -> the image-folder layout the trainers read, one 64x64 PNG per photo.
+                min_size: int = MIN_FACE, progress=None, size: int = CROP_SIZE) -> dict:
+    """Folders of photos -> the image-folder layout the trainers read, one size x size PNG per photo.
 
     Args:
         src: SRC/{real,fake}/ (written to OUT/`split`/{real,fake}) or SRC/SPLIT/{real,fake}/
@@ -320,6 +328,7 @@ def crop_folder(src: str | os.PathLike, out: str | os.PathLike, split: str = "fi
         out: the dataset root to write (created; existing files of the same name are replaced).
         min_size: faces narrower than this are ignored, as in `find_faces`.
         progress: called as progress(done, total) after each photo, if given.
+        size: the crop side: the crop_size of the model these crops will train (64 by default).
     Each photo gives its largest face (a photo that already is a face crop is used as is), saved as
     OUT/SPLIT/CLASS/<path below the class folder>.png. Photos with no face, or unreadable, are skipped.
     Returns {"photos", "faces", "no_face": [paths], "unreadable": [paths], "reasons": {path: message},
@@ -339,7 +348,7 @@ def crop_folder(src: str | os.PathLike, out: str | os.PathLike, split: str = "fi
               "counts": {s: {"real": 0, "fake": 0} for s, _ in dirs}, "out": out}
     for done, (s, c, folder, path) in enumerate(jobs, 1):
         try:
-            face, _ = largest_face(load_photo(path), min_size=min_size)
+            face, _ = largest_face(load_photo(path), min_size=min_size, size=size)
         except FaceError as e:
             report["no_face"].append(path)
             report["reasons"][path] = str(e)

@@ -9,7 +9,7 @@ import torch
 
 from .data import ImageSet, decode_all, load_image
 from .metrics import compute_metrics
-from .models import CheckpointError
+from .models import CheckpointError, crop_size_of
 
 __all__ = ["to_input", "predict_tensor", "predict_arrays", "predict_files", "predict_imageset", "evaluate"]
 
@@ -35,7 +35,7 @@ def to_input(images_uint8: torch.Tensor, device: str = "cpu") -> torch.Tensor:
 @torch.inference_mode()
 def predict_tensor(model, images_uint8: torch.Tensor, batch_size: int = 256, device: str | None = None,
                    *, amp: bool = False) -> np.ndarray:
-    """P(fake) for a (N, 3, 64, 64) uint8 tensor, in batches (at most CPU_CHUNK on a CPU).
+    """P(fake) for a (N, 3, S, S) uint8 tensor of crop_size crops, in batches (at most CPU_CHUNK on a CPU).
 
     `amp=True` runs the forward under bf16 autocast on a GPU, or on a CPU with native bf16 (AMX/AVX512-BF16,
     1.6x faster on a 2-core Xeon); probabilities then differ from float32 in about the third decimal.
@@ -77,9 +77,11 @@ def predict_arrays(model, arrays: list[np.ndarray] | np.ndarray, **kw) -> np.nda
     return _finite(predict_tensor(model, x, **kw))
 
 
-def predict_files(model, paths, size: int = 64, **kw) -> np.ndarray:
-    """P(fake) per image file; raises DataError (one line, names the file) for a file that is not a usable image."""
+def predict_files(model, paths, size: int | None = None, **kw) -> np.ndarray:
+    """P(fake) per image file, each resized to `size` (default: the model's crop size); raises DataError (one line,
+    names the file) for a file that is not a usable image."""
     paths = list(paths)
+    size = size or crop_size_of(model)
     if len(paths) <= 1:  # one image: a thread pool would only add its start-up to the latency
         return predict_arrays(model, [load_image(p, size=size) for p in paths], **kw)
     # decoded on a thread pool into one (N, H, W, 3) array; the first bad file raises, as before

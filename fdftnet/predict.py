@@ -86,17 +86,19 @@ def predict_file(model, path: str, whole_image: bool = False, max_faces: int | N
                  min_size: int | None = None, device=None) -> dict:
     """One image file -> {"file", "faces": [{"box", "score", "p_fake", "fake"}], "message"}.
 
-    Faces are found and cropped by fdftnet.faces (largest first; an input that already is a face crop is
-    used as is, and the message says so). whole_image=True skips detection: the centre square that
-    load_image crops and resizes to 64x64 is scored as one face with score None. Raises DataError (one
-    line, naming the file) for a file that is not a usable image; "no face" and the caps are messages.
+    Faces are found by fdftnet.faces and each is cut from the photo straight to the model's crop size
+    (largest first; an input that already is a face crop is used as is, and the message says so).
+    whole_image=True skips detection: the centre square, resized to the crop size, is scored as one face
+    with score None. Raises DataError (one line, naming the file) for a file that is not a usable image;
+    "no face" and the caps are messages.
     """
     from .inference import predict_arrays
-    thr = float(model.threshold)
+    from .models import crop_size_of
+    thr, size = float(model.threshold), crop_size_of(model)
     if whole_image:
-        boxes, scores, crops, message = _whole_image(path)
+        boxes, scores, crops, message = _whole_image(path, size)
     else:
-        boxes, scores, crops, message = _faces(path, max_faces, min_size)
+        boxes, scores, crops, message = _faces(path, max_faces, min_size, size)
     p = predict_arrays(model, crops, device=device) if crops else []
     faces = [face_record(box, score, q, thr) for box, score, q in zip(boxes, scores, p)]
     return {"file": path, "faces": faces, "message": message}
@@ -110,11 +112,11 @@ def face_record(box, score: float | None, p_fake: float, threshold: float) -> di
             "fake": bool(p_fake >= threshold)}
 
 
-def _whole_image(path: str):
+def _whole_image(path: str, size: int):
     from PIL import Image
 
     from .data import load_image
-    crop = load_image(path)  # refuses a bad file first, with its one-line reason
+    crop = load_image(path, size=size)  # refuses a bad file first, with its one-line reason
     with Image.open(path) as im:  # the header only: the size as load_image saw it, EXIF rotation included
         w, h = im.size[::-1] if im.getexif().get(0x0112) in (5, 6, 7, 8) else im.size
     side = min(w, h)
@@ -135,12 +137,13 @@ def face_detector_needed():
                          "`predict --whole-image` scores images without it") from None
 
 
-def _faces(path: str, max_faces: int | None, min_size: int | None):
+def _faces(path: str, max_faces: int | None, min_size: int | None, size: int):
     from . import faces as F
     photo = F.load_photo(path)
     try:
         with face_detector_needed():
-            res = F.find_faces(photo, max_faces=max_faces or F.MAX_FACES, min_size=min_size or F.MIN_FACE)
+            res = F.find_faces(photo, max_faces=max_faces or F.MAX_FACES, min_size=min_size or F.MIN_FACE,
+                               size=size)
     except F.FaceError as e:  # an extreme aspect ratio, say: a property of the photo, reported like "no face"
         return [], [], [], str(e)
     return [f.box for f in res.faces], [f.score for f in res.faces], [f.crop for f in res.faces], res.message

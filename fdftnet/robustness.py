@@ -22,6 +22,7 @@ from PIL import Image
 from .data import ImageSet
 from .inference import predict_tensor
 from .metrics import compute_metrics, jsonable
+from .models import crop_size_of
 
 __all__ = ["CORRUPTIONS", "LEVELS", "LABELS", "corrupt", "jpeg", "blur", "downscale", "noise", "sweep"]
 
@@ -93,8 +94,19 @@ def corrupt(x: torch.Tensor, kind: str, level: float, seed: int = 0) -> torch.Te
     return CORRUPTIONS[kind](x.cpu(), level, torch.Generator().manual_seed(seed))
 
 
+def at_crop_size(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> (N, 3, size, size) uint8 (antialiased bilinear; unchanged when already that size): a
+    model scores the images at its own crop size, as it would crop them from a photo."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = [F.interpolate(images[i:i + 256].float(), size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < images.shape[-1]).round_().clamp_(0, 255).to(torch.uint8)
+           for i in range(0, len(images), 256)]
+    return torch.cat(out)
+
+
 def _score(model, images: torch.Tensor, labels: np.ndarray, batch_size: int) -> tuple[float, float]:
-    p = predict_tensor(model, images, batch_size=batch_size)
+    p = predict_tensor(model, at_crop_size(images, crop_size_of(model)), batch_size=batch_size)
     m = compute_metrics(labels, p, threshold=float(getattr(model, "threshold", torch.tensor(0.5))))
     return m["auroc"], m["acc"]
 
@@ -105,7 +117,8 @@ def sweep(models: dict, data: ImageSet, kinds: list[str] | None = None, levels: 
 
     Args:
         models: name -> model with a `threshold` buffer (FDFtNet, BaselineDetector).
-        data: a labelled ImageSet with both classes.
+        data: a labelled ImageSet with both classes, at least as large as the largest model's crop size: the
+            corruptions act on these images, then each model scores them resized to its own crop size.
         kinds: corruption names (default: all of CORRUPTIONS).
         levels: kind -> list of strengths (default: LEVELS).
         callback: called as callback(done, total) after each scored (kind, level).

@@ -43,7 +43,7 @@ from .checkpoint import load_model, read_json, save_checkpoint, write_json
 from .data import DataError, ImageSet
 from .inference import evaluate, to_input
 from .metrics import best_threshold, jsonable
-from .models import FDFtNet
+from .models import FDFtNet, crop_size_of
 
 __all__ = ["METHODS", "SweepConfig", "run_sweep", "summarize", "load_sweep", "format_table"]
 
@@ -106,11 +106,12 @@ class SweepConfig:
 
 # ----------------------------------------------------------------------------- data
 
-def _load(cfg: SweepConfig, split: str) -> ImageSet:
+def _load(cfg: SweepConfig, split: str, size: int) -> ImageSet:
+    """A split decoded at `size` px, the starting baseline's crop size."""
     from .train import TrainConfig, load_split
     src = {k: getattr(cfg, k) for k in ("data", "hf_dataset", "image_column", "label_column", "real_label",
                                          "fake_label")}
-    return load_split(TrainConfig(**src), split, cfg.limit)
+    return load_split(TrainConfig(**src), split, cfg.limit, size=size)
 
 
 def _splits(cfg: SweepConfig) -> tuple[str, str | None]:
@@ -355,8 +356,8 @@ def run_sweep(cfg: SweepConfig) -> Iterator[dict]:
         load_model(adapt, expect="fdftnet")
     done = {(r["method"], r["k"], r["seed"]) for r in runs}
     pool_split, test_split = _splits(cfg)
-    pool = _load(cfg, pool_split)
-    test_all = _load(cfg, test_split) if test_split else None
+    pool = _load(cfg, pool_split, crop_size_of(base))
+    test_all = _load(cfg, test_split, crop_size_of(base)) if test_split else None
     plan = [(s, k, m) for s in range(cfg.seeds) for k in cfg.shots for m in cfg.methods]
     t_start, prior = time.time(), sum(r.get("train_seconds", 0) for r in runs)
     work = Path(cfg.work_dir) if cfg.work_dir else Path(tempfile.mkdtemp(prefix="fdftnet-sweep-"))

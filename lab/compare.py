@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from fdftnet.data import load_image_folder
+from fdftnet.models import crop_size_of
 from fdftnet.robustness import CORRUPTIONS, sweep
 
 from . import plots
@@ -146,9 +147,10 @@ def run_sweep(chosen: list | None = None, dataset: str | None = None, split: str
     root, splits = sets[dataset]
     if split not in splits:
         raise ValueError(f"{dataset} has no split {str(split)[:40]!r}; it has {', '.join(splits)}")
-    data = load_image_folder(root, split, limit=int(limit))
     names = {v: lab for lab, v in _sweep_models(session)}
     models = {names.get(v, v): st.get_model(v, session=session) for v in chosen}
+    # at the largest crop size of the chosen models: each scores them resized to its own (fdftnet.robustness)
+    data = load_image_folder(root, split, limit=int(limit), size=max(crop_size_of(m) for m in models.values()))
     res = sweep(models, data, kinds=kinds or None, callback=lambda d, t: progress(d / t, desc="robustness sweep"))
     return plots.robustness(res), f"{len(data)} images from {dataset}, {split}: {data.counts()}"
 

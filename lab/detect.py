@@ -22,6 +22,7 @@ from fdftnet.data import DataError
 from fdftnet.data.images import BudgetError, DecodeBudget
 from fdftnet.explain import draw_boxes, enlarge, heatmap, overlay
 from fdftnet.inference import predict_arrays
+from fdftnet.models import crop_size_of
 from fdftnet.predict import face_detector_needed, face_record
 
 from . import detect_view as view
@@ -31,7 +32,7 @@ from . import state as st
 GALLERY_MAX = 24  # overlays shown for a batch; the table and CSV hold every face
 MAX_FILES = 500  # images (zip members included) per /detect_many request
 ZIP_BYTES = 64 * 2**20  # uncompressed bytes per zip in a request
-WHOLE = "score the whole image anyway (no face detection: its centre square, resized to 64×64)"
+WHOLE = "score the whole image anyway (no face detection: its centre square, resized to the model's crop size)"
 _ERRORS: "OrderedDict[str, str]" = OrderedDict()  # session hash -> its last refused request's message
 _LOCK = threading.Lock()
 
@@ -87,12 +88,12 @@ def model_info(choice: str, session: dict | None = None) -> str:
     return view.about(path, st.describe(model), own=own)
 
 
-def _faces(path: str, name: str, whole: bool, budget: DecodeBudget) -> tuple[np.ndarray, F.FaceResult]:
-    """(the photo, its faces): detected, the crop itself, or the whole image when asked."""
+def _faces(path: str, name: str, whole: bool, budget: DecodeBudget, size: int) -> tuple[np.ndarray, F.FaceResult]:
+    """(the photo, its faces at `size` px, the model's crop size): detected, the crop itself, or the whole image."""
     # a big JPEG decodes at a DCT scale keeping >= 1600 px (what MTCNN looks at): a 12 Mpx photo costs 3 Mpx
     photo = F.load_photo(path, name=name, budget=budget, max_side=F.MAX_DETECT_SIDE)
     with face_detector_needed():  # a missing facenet-pytorch: one line, not a traceback
-        return photo, (F.whole_image(photo) if whole else F.find_faces(photo))
+        return photo, (F.whole_image(photo, size) if whole else F.find_faces(photo, size=size))
 
 
 def _record(name: str, res: F.FaceResult, probs, t: float) -> dict:
@@ -112,9 +113,10 @@ def detect_image(image, choice: str = st.DEFAULT, session: dict | None = None, w
     if not path:
         raise DataError("no image: upload, paste or drop one first")
     model = st.get_model(choice, session=session)
-    photo, res = _faces(path, name, bool(whole), lab_budget(1))
+    size = crop_size_of(model)
+    photo, res = _faces(path, name, bool(whole), lab_budget(1), size)
     t = float(model.threshold)
-    crops = np.stack([f.crop for f in res.faces]) if res.faces else np.zeros((0, 64, 64, 3), np.uint8)
+    crops = np.stack([f.crop for f in res.faces]) if res.faces else np.zeros((0, size, size, 3), np.uint8)
     probs = predict_arrays(model, crops)
     record = _record(name, res, probs, t)
     colours = [view.FAKE_RGB if p >= t else view.REAL_RGB for p in probs]
@@ -145,7 +147,7 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
     model = st.get_model(choice, session=session)
     st.check_room(session)
     folder = st.session_dir(session, request)
-    budget = lab_budget()
+    budget, size = lab_budget(), crop_size_of(model)
     names, results, errors = [], [], []
     with tempfile.TemporaryDirectory(prefix="detect-", dir=folder) as work:  # extractions go when the request ends
         items = []
@@ -159,7 +161,7 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
                 raise DataError(f"more than {MAX_FILES} images in one request; send fewer at a time")
         for path, name in items:
             try:
-                results.append(_faces(path, name, bool(whole), budget)[1])  # BudgetError stops the request
+                results.append(_faces(path, name, bool(whole), budget, size)[1])  # BudgetError stops the request
                 names.append(name)
             except BudgetError:
                 raise
@@ -187,7 +189,7 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
     gallery = []
     if shown:
         heat, method = heatmap(model, np.stack([c for c, _ in shown[:GALLERY_MAX]]))
-        gallery = [(enlarge(overlay(c, h), 2), cap) for (c, cap), h in zip(shown, heat)]
+        gallery = [(enlarge(overlay(c, h), max(1, 128 // size)), cap) for (c, cap), h in zip(shown, heat)]
     no_face = sum(not r.faces for r in results)
     status = (f"{len(names)} images, {len(crops)} faces scored at threshold {t:.3f} with {st.describe(model)}"
               + (f"; **{no_face} with no face found** (tick the box to score them whole)" if no_face else "") + ".")

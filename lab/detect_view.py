@@ -61,9 +61,11 @@ def about(model_dir: str | None, kind: str, own: bool = False) -> str:
 
 
 def face_rows(crops, probs, threshold: float, overlays, method: str) -> str:
-    """An HTML table, one row per face: number, its 64x64 crop, P(fake), verdict, where it looked; a legend."""
+    """An HTML table, one row per face: number, its crop (as the model saw it), P(fake), verdict, where it looked;
+    a legend."""
     t = float(threshold)
-    head = ("<tr><th>#</th><th>the 64×64 crop the model saw</th><th>P(fake)</th>"
+    side = int(np.asarray(crops[0]).shape[0]) if len(crops) else 64
+    head = (f"<tr><th>#</th><th>the {side}×{side} crop the model saw</th><th>P(fake)</th>"
             f"<th>verdict at threshold {t:.3f}</th><th>where it looked</th></tr>")
     img = '<img src="{}" width="128" height="128" style="image-rendering: pixelated" alt="{}">'
     rows = []
@@ -97,5 +99,5 @@ def summary(probs, threshold: float, message: str | None) -> str:
 
 
 NO_FACE = ("**No face found** (faces under {min_px} px are ignored). The model judges face crops; tick "
-           "**score the whole image anyway** to score the whole picture, squashed to 64×64 (that verdict means "
+           "**score the whole image anyway** to score the whole picture, squashed to the model's crop size (that verdict means "
            "little for anything but a face crop).")

@@ -14,6 +14,7 @@ from fdftnet.archive import holdout_split, zip_dir
 from fdftnet.data import DataError
 from fdftnet.inference import evaluate
 from fdftnet.metrics import jsonable
+from fdftnet.models import crop_size_of
 from fdftnet.train import TrainConfig, finetune, load_data
 
 from . import methods, plots
@@ -26,12 +27,13 @@ BACKBONE_LRS = [("the same as the new layers (1e-3)", ""), ("1e-4", "1e-4"), ("1
 NO_TOKEN = "paste a write token: the lab pushes only with your own token (huggingface.co/settings/tokens)"
 
 
-def _prepare(zip_file, real_files, fake_files, root: Path, progress, reals_only: bool) -> tuple[dict, dict, str]:
-    """Upload -> one face crop per photo -> (split counts, TrainConfig data settings, skipped-photos note).
+def _prepare(zip_file, real_files, fake_files, root: Path, progress, reals_only: bool,
+             size: int) -> tuple[dict, dict, str]:
+    """Upload -> one face crop per photo at `size` px -> (split counts, TrainConfig data settings, skipped note).
 
     Labelled: root/data/{finetune,validation}/{real,fake}, 25% per class (at least 2) held out. Reals only (issue 21):
     TrainConfig holds 25% of the reals out itself and validates on them plus one fixed self-blend of each."""
-    faces, counts, note = prepare_upload(zip_file, real_files, fake_files, root, reals_only=reals_only,
+    faces, counts, note = prepare_upload(zip_file, real_files, fake_files, root, reals_only=reals_only, size=size,
                                          progress=lambda d, t: progress(d / t, desc="finding faces"))
     if reals_only:
         held = max(2, round(0.25 * counts["real"]))
@@ -119,7 +121,8 @@ def _cleanup(run_dir: Path | None) -> None:
 def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs, frozen, alpha, beta,
            backbone_lr, session, sid, progress, reals_only):
     """run_finetune's body: prepare the upload, train, evaluate on the hold-out, add the model to the session."""
-    split, data, skipped = _prepare(zip_file, real_files, fake_files, run_dir, progress, reals_only)
+    size = crop_size_of(st.get_model(base, session=session))  # the upload is cropped as the starting model reads
+    split, data, skipped = _prepare(zip_file, real_files, fake_files, run_dir, progress, reals_only, size)
     n_train = split["finetune"]["real"] if reals_only else min(split["finetune"].values())
     shots = int(shots or 0)
     if shots > n_train:
@@ -155,7 +158,7 @@ def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, 
     finally:
         gen.close()
     progress(1.0, desc="evaluating on the hold-out")
-    val = load_data(cfg)[1]  # the run's own hold-out (reals only: with its fixed self-blends)
+    val = load_data(cfg, size=size)[1]  # the run's own hold-out (reals only: with its fixed self-blends)
     base_m = evaluate(st.get_model(base, session=session), val)
     model = st.get_model(cfg.out, session=session)  # cached now, so Detect uses it at once
     ft_m = evaluate(model, val)

@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from fdftnet.data import DataError
+from fdftnet.models import crop_size_of
 from fdftnet.sweep import METHODS, SweepConfig, run_sweep, summarize
 
 from . import plots
@@ -114,7 +115,8 @@ def _cleanup(run_dir: Path, kept: bool) -> None:
 
 
 def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, methods, seeds, session, sid, progress):
-    faces, counts, skipped = prepare_upload(zip_file, real_files, fake_files, run_dir,
+    size = crop_size_of(st.get_model(base_dir, session=session))  # faces cropped as the starting baseline reads
+    faces, counts, skipped = prepare_upload(zip_file, real_files, fake_files, run_dir, size=size,
                                             progress=lambda d, t: progress(d / t, desc="finding faces"))
     adapt = st.resolve(st.DEFAULT, session) if "fdftnet-adapt" in methods else None
     cfg = SweepConfig(data=str(faces), init_from=base_dir, fdftnet_from=adapt, shots=shots, methods=methods,

@@ -1,4 +1,5 @@
-"""Few-shot uploads: a labelled zip or two image drops -> one 64x64 face crop per photo in ROOT/faces/{real,fake}.
+"""Few-shot uploads: a labelled zip or two image drops -> one face crop per photo in ROOT/faces/{real,fake}, at the
+crop size of the model the upload will train (`fdftnet.models.crop_size_of`).
 
 Every model here reads face crops (issue 19), so each uploaded photo gives its largest face, framed like the
 training crops (fdftnet.faces.crop_folder); a photo that already is a face crop is used as is; a photo with no
@@ -56,11 +57,12 @@ def _reals_only(zip_file, real_files, fake_files, dest: Path) -> None:
 
 
 def prepare_upload(zip_file, real_files, fake_files, root: Path, progress=None,
-                   reals_only: bool = False) -> tuple[Path, dict, str]:
+                   reals_only: bool = False, size: int = 64) -> tuple[Path, dict, str]:
     """Upload -> (a folder holding real/ and fake/ crops, {"real": n, "fake": m}, skipped-photos note).
 
     reals_only: the upload is real photos only (a zip in any layout, or the real images drop); the folder then
-    holds real/ alone. progress(done, total) is called after each photo. DataError in one line: both or neither
+    holds real/ alone. size: the crop side (the starting model's crop size). progress(done, total) is called
+    after each photo. DataError in one line: both or neither
     upload kind, a bad archive or image, too many pixels, or too few faces left in a class after cropping."""
     if zip_file and (real_files or fake_files):
         raise DataError("give either a zip or the two image drops, not both")
@@ -75,7 +77,7 @@ def prepare_upload(zip_file, real_files, fake_files, root: Path, progress=None,
     # every photo is decoded to find its face: the whole upload is charged first, from its headers
     charge_headers([p for p in (root / "upload").rglob("*") if p.is_file()],
                    DecodeBudget(max_pixels=16_000_000, total_pixels=400_000_000, max_images=2000))
-    report = crop_folder(root / "upload", root / "crops", split="faces", progress=progress)
+    report = crop_folder(root / "upload", root / "crops", split="faces", progress=progress, size=size)
     note = skipped_note(report, root)
     counts = report["counts"]["faces"]
     shutil.rmtree(root / "upload", ignore_errors=True)  # the photos are no longer needed, only their crops
@@ -86,7 +88,7 @@ def prepare_upload(zip_file, real_files, fake_files, root: Path, progress=None,
     return root / "crops" / "faces", counts, note
 
 
-def pseudo_fake_examples(zip_file, real_files, n: int = 4) -> list[tuple]:
+def pseudo_fake_examples(zip_file, real_files, n: int = 4, size: int = 64) -> list[tuple]:
     """[(real face crop, caption), (its self-blend, caption), ...] for the first `n` usable photos of a reals-only
     upload: what training will make its fake class from (fdftnet.data.selfblend), shown before it starts."""
     import tempfile
@@ -101,7 +103,7 @@ def pseudo_fake_examples(zip_file, real_files, n: int = 4) -> list[tuple]:
         for f in files[:4 * n]:  # a few photos may have no face
             try:
                 # a preview: a big JPEG decodes at a DCT scale keeping what detection looks at, as Detect does
-                crops.append(largest_face(load_photo(f, max_side=MAX_DETECT_SIDE))[0].crop)
+                crops.append(largest_face(load_photo(f, max_side=MAX_DETECT_SIDE), size=size)[0].crop)
             except (FaceError, DataError):
                 continue
             if len(crops) == n:

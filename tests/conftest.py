@@ -59,6 +59,15 @@ def network_attempts(monkeypatch) -> list:
     return tried
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """MTCNN runs many small ops: on a busy CPU, 2+ OpenMP threads made it 10x slower than 1."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def seed():
     torch.manual_seed(0)

@@ -9,7 +9,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("facenet_pytorch")
@@ -21,13 +20,7 @@ from fdftnet.data import DataError, list_image_folder, load_image  # noqa: E402
 ASTRO_FACE = np.array([182, 62, 267, 175]) / 512  # face box as a fraction of the astronaut picture
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """MTCNN runs many small ops: on a busy CPU, 2+ OpenMP threads made it 10x slower than 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

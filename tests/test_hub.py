@@ -152,7 +152,23 @@ def test_save_load_round_trip(kind, tmp_path, hub_env):
     assert not loaded.training
     assert torch.equal(model(_x()), loaded(_x()))
     assert float(loaded.threshold) == pytest.approx(0.42)
-    assert loaded.config == {k: v for k, v in EXPECTED_CONFIG[kind].items() if k not in ("model_type", "format_version")}
+    defaults = {"crop_size": 64, **({"ftt_size": None} if kind == "fdftnet" else {})}  # format 2's, left out above
+    assert loaded.config == {**{k: v for k, v in EXPECTED_CONFIG[kind].items()
+                                if k not in ("model_type", "format_version")}, **defaults}
+
+
+def test_a_native_resolution_model_is_format_2_and_reads_back(tmp_path, hub_env):
+    """crop_size / ftt_size away from their defaults make the config format 2 (older readers refuse it in one
+    line instead of feeding the model 64-px crops); it loads back with the same sizes and outputs."""
+    torch.manual_seed(0)
+    model = FDFtNet(**TINY, crop_size=96, ftt_size=48).eval()
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (config["format_version"], config["crop_size"], config["ftt_size"]) == (2, 96, 48)
+    loaded = FDFtNet.from_pretrained(tmp_path / "m")
+    assert (loaded.crop_size, loaded.ftt_size) == (96, 48)
+    x = torch.rand(2, 3, 96, 96)
+    assert torch.equal(model(x), loaded(x))
 
 
 # ----------------------------------------------------------------------------- 2. Hub cache layout, offline

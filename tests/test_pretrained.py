@@ -123,7 +123,7 @@ def test_pretrained_baseline_trains_with_onecycle_adamw(synthetic_images, tmp_pa
     assert info["pretrained"] is True
     strong = dataclasses.replace(cfg, out=str(tmp_path / "s"), epochs=1, augment_policy="strong")
     assert [e["type"] for e in pretrain(strong)][-1] == "done"  # flips, colour, blur and JPEG (augment.degrade)
-    with pytest.raises(ValueError, match="augment_policy must be paper, flip or strong"):
+    with pytest.raises(ValueError, match="augment_policy must be one of paper, flip, strong, degrade"):
         TrainConfig(augment_policy="heavy")
 
 

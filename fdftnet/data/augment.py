@@ -47,12 +47,19 @@ class AugmentConfig:
     blur_sigma: tuple = (0.3, 1.2)
     jpeg_p: float = 0.0
     jpeg_quality: tuple = (30, 95)
+    # "degrade" policy (issue #30): also a down-up resize (shrunk to a side factor in resize_scale, antialiased,
+    # then back), before the JPEG: what an upload's pipeline does to a photo
+    resize_p: float = 0.0
+    resize_scale: tuple = (0.35, 0.9)
 
     def __post_init__(self):
         if self.shift_px < 0 or not 0 <= self.zoom < 1 or self.rotation_deg < 0:
             raise ValueError(f"need shift_px >= 0, 0 <= zoom < 1, rotation_deg >= 0: {self}")
-        if not all(0 <= q <= 1 for q in (self.colour_p, self.blur_p, self.jpeg_p)) or not 0 <= self.colour < 1:
-            raise ValueError(f"need colour_p, blur_p, jpeg_p in [0, 1] and 0 <= colour < 1: {self}")
+        if not all(0 <= q <= 1 for q in (self.colour_p, self.blur_p, self.jpeg_p, self.resize_p)) \
+                or not 0 <= self.colour < 1:
+            raise ValueError(f"need colour_p, blur_p, jpeg_p, resize_p in [0, 1] and 0 <= colour < 1: {self}")
+        if not 0 < self.resize_scale[0] <= self.resize_scale[1] <= 1:
+            raise ValueError(f"need 0 < resize_scale lo <= hi <= 1: {self}")
         if not 0 < self.blur_sigma[0] <= self.blur_sigma[1] or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f"need 0 < blur_sigma lo <= hi and 1 <= jpeg_quality lo <= hi <= 100: {self}")
         if self.cutout_holes < 0 or self.cutout_scale < 1 or self.cutout_unit < 1:
@@ -149,10 +156,11 @@ def cutout(x: torch.Tensor, holes: int, scale: int, unit: int = 4,
 
 
 def degrade(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """The "strong" policy's photometric changes on float [0, 1] x (B, C, H, W), per image: colour (p = colour_p),
-    Gaussian blur (p = blur_p), JPEG re-encoding (p = jpeg_p), in that order; torchvision's functional ops, one
-    image at a time (each its own factors), JPEG on the CPU. With every p = 0 it returns x and draws nothing."""
-    if not (cfg.colour_p or cfg.blur_p or cfg.jpeg_p):
+    """The "strong" and "degrade" policies' changes on float [0, 1] x (B, C, H, W), per image: colour
+    (p = colour_p), Gaussian blur (p = blur_p), a down-up resize (p = resize_p), JPEG re-encoding (p = jpeg_p), in
+    that order; torchvision's functional ops, one image at a time (each its own factors), JPEG on the CPU. With
+    every p = 0 it returns x and draws nothing; the resize's draws are made only when resize_p > 0."""
+    if not (cfg.colour_p or cfg.blur_p or cfg.jpeg_p or cfg.resize_p):
         return x
     import torchvision.transforms.v2.functional as TF
     g, B = generator, x.shape[0]
@@ -161,6 +169,11 @@ def degrade(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
     lo, hi = cfg.blur_sigma
     sigma = lo + torch.rand(B, generator=g) * (hi - lo)
     quality = torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (B,), generator=g)
+    if cfg.resize_p:
+        u_resize = torch.rand(B, generator=g)
+        lo, hi = cfg.resize_scale
+        scale = lo + torch.rand(B, generator=g) * (hi - lo)
+    H, W = x.shape[-2:]
     out = []
     for i in range(B):
         im = x[i]
@@ -171,6 +184,11 @@ def degrade(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
             sd = float(sigma[i])
             k = 2 * math.ceil(3 * sd) + 1  # the kernel covers ±3 sigma
             im = TF.gaussian_blur(im, [k, k], [sd, sd])
+        if cfg.resize_p and u_resize[i] < cfg.resize_p:
+            f = float(scale[i])
+            small = F.interpolate(im[None], size=(max(8, round(H * f)), max(8, round(W * f))), mode="bilinear",
+                                  align_corners=False, antialias=True)
+            im = F.interpolate(small, size=(H, W), mode="bilinear", align_corners=False)[0].clamp(0, 1)
         if u[i, 2] < cfg.jpeg_p:
             q = TF.jpeg((im.clamp(0, 1) * 255).round().to(torch.uint8).cpu(), int(quality[i]))
             im = q.to(x.device, x.dtype) / 255

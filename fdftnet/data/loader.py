@@ -38,6 +38,7 @@ class ImageSet:
     labels: torch.Tensor  # (N,) int64, REAL=0 / FAKE=1
     paths: list[str]  # (N,) file path or dataset row id, for error reports and predictions
     skipped: list[str] = field(default_factory=list)  # unreadable files left out (on_error="skip")
+    groups: torch.Tensor | None = None  # (N,) int64 source of each image (0: main set, i: extra set i); None: all 0
 
     def __post_init__(self):
         n = len(self.paths)
@@ -47,6 +48,8 @@ class ImageSet:
         if self.labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {tuple(self.labels.shape)}")
         self.labels = self.labels.long()
+        if self.groups is not None and self.groups.shape != (n,):
+            raise ValueError(f"groups must have shape ({n},), got {tuple(self.groups.shape)}")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -55,7 +58,25 @@ class ImageSet:
         """A new ImageSet with the rows `indices` (tensor data is copied)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long).reshape(-1)
         return ImageSet(self.images[idx], self.labels[idx], [self.paths[i] for i in idx.tolist()],
-                        list(self.skipped))
+                        list(self.skipped), None if self.groups is None else self.groups[idx])
+
+    def with_groups(self, group: int) -> "ImageSet":
+        """The same images, every one in source `group` (for balanced epochs over several sources)."""
+        return ImageSet(self.images, self.labels, self.paths, self.skipped, torch.full((len(self),), group))
+
+    def group_ids(self) -> torch.Tensor:
+        """(N,) int64 source of each image; all 0 when the set has one source."""
+        return self.groups if self.groups is not None else torch.zeros(len(self), dtype=torch.long)
+
+    @staticmethod
+    def concat(sets: Sequence["ImageSet"]) -> "ImageSet":
+        """One ImageSet of several of the same image size, in order; their groups kept (0 where unset)."""
+        shapes = {tuple(s.images.shape[1:]) for s in sets}
+        if len(shapes) > 1:
+            raise DataError(f"cannot join image sets of different sizes: {sorted(shapes)}")
+        return ImageSet(torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]),
+                        [p for s in sets for p in s.paths], [p for s in sets for p in s.skipped],
+                        torch.cat([s.group_ids() for s in sets]))
 
     def counts(self) -> dict[str, int]:
         """Images per class name, e.g. {"real": 1000, "fake": 1000}."""
@@ -110,6 +131,29 @@ def sample_shots(labels: torch.Tensor, shots: int | None, seed: int) -> torch.Te
 # batching
 
 
+def balanced_indices(labels: torch.Tensor, groups: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per group, every image of its smaller class and as many of its larger class drawn without replacement;
+    ascending. A group with one class only is kept whole."""
+    picked = []
+    for grp in torch.unique(groups).tolist():
+        real = torch.nonzero((groups == grp) & (labels == REAL)).flatten()
+        fake = torch.nonzero((groups == grp) & (labels == FAKE)).flatten()
+        n = min(len(real), len(fake)) or max(len(real), len(fake))
+        for idx in (real, fake):
+            picked.append(idx if len(idx) <= n else idx[torch.randperm(len(idx), generator=generator)[:n]])
+    return torch.cat(picked).sort().values
+
+
+def balanced_len(labels: torch.Tensor, groups: torch.Tensor) -> int:
+    """len(balanced_indices(labels, groups, ...)): the same every epoch."""
+    n = 0
+    for grp in torch.unique(groups).tolist():
+        r = int(((groups == grp) & (labels == REAL)).sum())
+        f = int(((groups == grp) & (labels == FAKE)).sum())
+        n += 2 * min(r, f) if min(r, f) else max(r, f)
+    return n
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed for (seed, epoch). Not seed + epoch: that would make run seed=1 epoch 0
     replay run seed=0 epoch 1, correlating the few-shot repeats we average over."""
@@ -123,6 +167,8 @@ class Batches:
     draws its order and augmentation from a generator seeded by (seed, epoch). `set_epoch(e)`
     picks the epoch (like DistributedSampler); without it, each new iteration advances by one.
     The uint8 batch is moved first (4x fewer bytes than float) and augmented on the device.
+    balance=True: each epoch runs over `balanced_indices` of the set (per source group, the larger class
+    subsampled afresh to the smaller one's count) instead of all of it.
     """
 
     def __init__(
@@ -137,6 +183,7 @@ class Batches:
             drop_last: bool = False,
             rank: int = 0,
             world_size: int = 1,
+            balance: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -146,6 +193,8 @@ class Batches:
         self.augment, self.cutout, self.seed = augment, cutout, seed
         self.device, self.drop_last = torch.device(device), drop_last
         self.rank, self.world_size = rank, world_size  # DDP: this process's shard of every epoch
+        self.balance = balance
+        self.epoch_len = balanced_len(data.labels, data.group_ids()) if balance else len(data)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -153,7 +202,7 @@ class Batches:
         self.epoch = epoch
 
     def _shard_len(self) -> int:
-        return len(self.data) // self.world_size if self.world_size > 1 else len(self.data)
+        return self.epoch_len // self.world_size if self.world_size > 1 else self.epoch_len
 
     def __len__(self) -> int:
         n = self._shard_len()
@@ -161,8 +210,13 @@ class Batches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        n = len(self.data)
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        if self.balance:  # this epoch's images, drawn from their own generator: the order's draws stay as they were
+            keep = balanced_indices(self.data.labels, self.data.group_ids(),
+                                    torch.Generator().manual_seed(epoch_seed(self.seed + 1, self.epoch)))
+        else:
+            keep = torch.arange(len(self.data))
+        n = len(keep)
+        order = keep[torch.randperm(n, generator=g)] if self.shuffle else keep
         if self.world_size > 1:
             # DistributedSampler semantics: every rank gets an equal shard, rank r takes every world-th
             # sample of the shared order; augmentation then draws from a rank-specific generator

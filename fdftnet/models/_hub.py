@@ -21,11 +21,12 @@ from ._registry import is_model
 __all__ = ["CheckpointError", "HubModel", "FORMAT_VERSION", "MAX_PARAMS", "read_config", "check_config",
            "resolve_file"]
 
-FORMAT_VERSION = 1  # bump when a config.json written by this version could not be read by an older one
+FORMAT_VERSION = 2  # 2: crop_size, ftt_size (native-resolution models). Bump when a config.json written by this version could not be read by an older one
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 REPO_URL = "https://github.com/fdftnet-lab/fdftnet"
 PAPER_URL = "https://doi.org/10.1007/978-3-030-58201-2_28"
+FORMAT_2_DEFAULTS = {"crop_size": 64, "ftt_size": None}  # fields new in format 2, and their format-1 meaning
 MAX_PARAMS = 100_000_000  # a checkpoint that would build more is refused before anything is allocated
 MAX_CONFIG_BYTES = 64_000  # a real config.json is under 1 kB
 
@@ -107,6 +108,12 @@ def _int(lo: int, hi: int):
     return check
 
 
+def _optional(check):
+    def optional(v):
+        return None if v is None else check(v)
+    return optional
+
+
 def _bool(v):
     if not isinstance(v, bool):
         return "true or false"
@@ -157,12 +164,13 @@ def _backbone_args(v):
 _ACTS = ("relu", "relu6", "hard_swish", "hswish", "hard_sigmoid", "hsigmoid", "sigmoid", "silu", "identity")
 _COMMON = {"model_type": _choice("fdftnet", "baseline"), "format_version": _int(1, FORMAT_VERSION),
            "backbone": _backbone, "num_classes": _int(2, 1000), "backbone_args": _backbone_args,
-           "input_size": _int(32, 512), "mean": _floats3(False), "std": _floats3(True)}
+           "input_size": _int(32, 512), "mean": _floats3(False), "std": _floats3(True), "crop_size": _int(32, 512)}
 CONFIG_FIELDS = {
     "baseline": _COMMON,
     "fdftnet": {**_COMMON, "ftt_stages": _int(0, 8), "ftt_channels": _ints(1, 2048, 8), "ftt_act": _choice(*_ACTS),
                 "use_ftt": _bool, "mb_blocks": _int(0, 16), "mb_expand": _int(1, 4096), "mb_out": _int(1, 2048),
-                "embed_dim": _int(1, 4096), "se_on_expanded": _bool, "freeze_backbone": _bool},
+                "embed_dim": _int(1, 4096), "se_on_expanded": _bool, "freeze_backbone": _bool,
+                "ftt_size": _optional(_int(32, 512))},
 }
 
 
@@ -193,7 +201,13 @@ class HubModel(PyTorchModelHubMixin):
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
         config = dict(config if config is not None else (self._hub_mixin_config or {}))
-        config.update(model_type=self.model_type, format_version=FORMAT_VERSION)
+        # format_version is the oldest reader that can load the file: format-2 fields at their defaults (a 64-px
+        # model) are left out, so such a checkpoint stays format 1, readable by fdftnet releases before them
+        for key, default in FORMAT_2_DEFAULTS.items():
+            if key in config and config[key] == default:
+                del config[key]
+        version = 2 if any(k in config for k in FORMAT_2_DEFAULTS) else 1
+        config.update(model_type=self.model_type, format_version=version)
         return super().save_pretrained(save_directory, config=config, **kwargs)
 
     @classmethod
@@ -268,5 +282,5 @@ class HubModel(PyTorchModelHubMixin):
 
     @torch.inference_mode()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """P(fake) for a float batch (B, 3, 64, 64) in [0, 1]; class 1 is fake."""
+        """P(fake) for a float batch (B, 3, S, S) of crop_size crops in [0, 1]; class 1 is fake."""
         return torch.softmax(self(x).float(), dim=1)[:, 1]

@@ -1,15 +1,17 @@
-"""The model's own input preparation: its 64x64 [0, 1] input resized and normalised for the backbone.
+"""The model's own input preparation: its [0, 1] face crop resized and normalised for the backbone.
 
-The paper's backbones read the 64x64 image scaled by 1/255 as it is (input_size 64, no mean/std). An
-ImageNet-pretrained backbone wants ImageNet's mean/std, and more pixels than 64 (its stride-32 map would be
-2x2). These settings are config fields of the model, so a checkpoint carries them and every caller (CLI,
-lab, API, bench) feeds the same 64x64 crops.
+A model is fed face crops of `crop_size` px (a config field): 64 for the paper's protocol and the models
+trained on dfdc64, the model's own input size for a native-resolution model. The paper's backbones read the
+64x64 image scaled by 1/255 as it is (input_size 64, no mean/std). An ImageNet-pretrained backbone wants
+ImageNet's mean/std, and more pixels than 64 (its stride-32 map would be 2x2): a 64-px model upsamples its
+crop to input_size, a native one gets crops at input_size and resizes nothing. These settings are config
+fields, so a checkpoint carries them and every caller (CLI, lab, API, bench) crops faces to the same size.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Preprocess", "check_preprocess"]
+__all__ = ["Preprocess", "check_preprocess", "check_crop_size", "crop_size_of"]
 
 
 def check_preprocess(input_size: int, mean, std) -> None:
@@ -27,8 +29,19 @@ def check_preprocess(input_size: int, mean, std) -> None:
             raise ValueError(f"std must be in (0, 10) and mean in (-10, 10), got mean {mean}, std {std}")
 
 
+def check_crop_size(crop_size: int) -> None:
+    """Raise ValueError (one line) for a crop side a model cannot be fed."""
+    if isinstance(crop_size, bool) or not isinstance(crop_size, int) or not 32 <= crop_size <= 512:
+        raise ValueError(f"crop_size must be a whole number of pixels in 32..512, got {crop_size!r}")
+
+
+def crop_size_of(model) -> int:
+    """The side of the face crops `model` is fed: its crop_size (64 for checkpoints older than the field)."""
+    return int(getattr(getattr(model, "module", model), "crop_size", 64))
+
+
 class Preprocess(nn.Module):
-    """(B, 3, 64, 64) in [0, 1] -> (B, 3, N, N) bilinear-resized, then (x - mean) / std; identity by default.
+    """(B, 3, S, S) crop in [0, 1] -> (B, 3, N, N) bilinear-resized, then (x - mean) / std; identity by default.
 
     mean/std are non-persistent buffers: they follow .to(device) but are not weights (the config holds them),
     so checkpoints of the paper's backbones keep their exact set of tensors.

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from ._hub import PAPER_URL, REPO_URL, HubModel
-from ._preprocess import Preprocess
+from ._preprocess import Preprocess, check_crop_size
 from ._registry import create_model
 
 __all__ = ["BaselineDetector"]
@@ -28,8 +28,10 @@ class BaselineDetector(
 ):
     """A backbone CNN + its classifier head: the paper's "pre-trained model" and its baseline detector.
 
-    `input_size` / `mean` / `std`: how the 64x64 [0, 1] input is resized and normalised before the backbone
-    (64 / none for the paper's backbones; e.g. 128 and ImageNet's for an ImageNet-pretrained one).
+    `crop_size`: the side of the face crops callers feed it (64: the paper's crops; a native-resolution model
+    has crop_size == input_size, so nothing is resized). `input_size` / `mean` / `std`: how that [0, 1] crop is
+    resized and normalised before the backbone (64 / none for the paper's backbones; e.g. 128 and ImageNet's
+    for an ImageNet-pretrained one).
     """
     model_type = "baseline"
 
@@ -41,10 +43,13 @@ class BaselineDetector(
             input_size: int = 64,
             mean: list[float] | None = None,
             std: list[float] | None = None,
+            crop_size: int = 64,
     ):
         super().__init__()
+        check_crop_size(crop_size)
         self.backbone_name = backbone
-        self.preprocess = Preprocess(input_size, mean, std)  # 64x64 [0, 1] -> what the backbone reads
+        self.crop_size = crop_size
+        self.preprocess = Preprocess(input_size, mean, std)  # crop_size crop in [0, 1] -> what the backbone reads
         self.backbone = create_model(backbone, num_classes=num_classes, **(backbone_args or {}))
         # decision threshold on P(fake), calibrated on validation data after training; saved with the weights
         self.register_buffer("threshold", torch.tensor(0.5))

@@ -9,14 +9,17 @@ turns the raw image into another 576-d vector; the two are summed and classified
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from fdftnet.layers import MBblockV3, SelfAttention2d, SeparableConv2d, create_act_layer
 
 from ._hub import PAPER_URL, REPO_URL, HubModel
-from ._preprocess import Preprocess
+from ._preprocess import Preprocess, check_crop_size
 from ._registry import create_model
 
-__all__ = ["FineTuneTransformer", "MBHead", "FDFtNet"]
+__all__ = ["FineTuneTransformer", "MBHead", "FDFtNet", "FTT_SIZE"]
+
+FTT_SIZE = 64  # the side from_baseline has the FTT read a larger crop at: the paper's image size
 
 
 class FTTStage(nn.Module):
@@ -116,8 +119,10 @@ class FDFtNet(
 
     Args mirror the paper: `ftt_stages` M (3), `ftt_channels` (32, 64, 128), `mb_blocks` N (2..4).
     `use_ftt=False` / `mb_blocks=0` are the paper's ablations; `se_on_expanded=True` reproduces the authors'
-    SE wiring bug in blocks 2..N. `input_size` / `mean` / `std` prepare the backbone's input (copied from the
-    baseline by `from_baseline`); the FTT always reads the raw 64x64 image.
+    SE wiring bug in blocks 2..N. `crop_size` / `input_size` / `mean` / `std` prepare the backbone's input
+    (copied from the baseline by `from_baseline`). The FTT reads the raw crop, resized to `ftt_size` px when
+    that is set (None: the crop as it is; its first attention stage has (crop_size / 2)^2 positions, so a
+    128-px crop costs 16x the attention of the paper's 64 px: bench/speed.py --ftt-sizes measures it).
     """
     model_type = "fdftnet"
 
@@ -139,8 +144,13 @@ class FDFtNet(
             input_size: int = 64,
             mean: list[float] | None = None,
             std: list[float] | None = None,
+            crop_size: int = 64,
+            ftt_size: int | None = None,
     ):
         super().__init__()
+        check_crop_size(crop_size)
+        if ftt_size is not None:
+            check_crop_size(ftt_size)
         ftt_channels = [int(c) for c in ftt_channels]
         if use_ftt and not 1 <= ftt_stages <= len(ftt_channels):
             raise ValueError(f"ftt_stages must be 1..{len(ftt_channels)} (one channel width per stage), got {ftt_stages}")
@@ -148,6 +158,7 @@ class FDFtNet(
             raise ValueError(f"mb_blocks must be >= 0, got {mb_blocks}")
         self.backbone_name = backbone
         self.freeze_backbone = freeze_backbone
+        self.crop_size, self.ftt_size = crop_size, ftt_size
         self.preprocess = Preprocess(input_size, mean, std)  # for the backbone only: the FTT reads the raw image
         self.backbone = create_model(backbone, num_classes=num_classes, **(backbone_args or {}))
         for name in self.backbone.head_names:  # FDFtNet only uses the feature map: cut the baseline's head
@@ -171,8 +182,16 @@ class FDFtNet(
             self.backbone.eval()  # frozen means frozen: BN running statistics stay those of pre-training
         return self
 
+    def ftt_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The crop as the FTT reads it: resized (antialiased bilinear) to ftt_size when that is set."""
+        s = self.ftt_size
+        if s is None or (x.shape[-1] == s and x.shape[-2] == s):
+            return x
+        return F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False,
+                             antialias=s < x.shape[-1]).contiguous(memory_format=torch.channels_last)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 64, 64) image in [0, 1] -> (B, 576) summed embedding."""
+        """(B, 3, S, S) crop in [0, 1] (S = crop_size) -> (B, 576) summed embedding."""
         x = x.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W) stored NHWC; a no-op if it already is
         if self.freeze_backbone:
             with torch.no_grad():  # no autograd graph through a frozen backbone
@@ -181,15 +200,16 @@ class FDFtNet(
             feats = self.backbone.forward_features(self.preprocess(x))  # (B, C, h, w) at the cut point
         z = self.head(feats)
         if self.ftt is not None:
-            z = z + self.ftt(x)
+            z = z + self.ftt(self.ftt_input(x))
         return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.forward_features(x))
 
     def attention_heatmap(self, x: torch.Tensor) -> torch.Tensor | None:
-        """(B, 32, 32) FTT attention of the first stage, or None for the no-FTT ablation."""
-        return None if self.ftt is None else self.ftt.attention_heatmap(x)
+        """(B, h, w) FTT attention of the first stage (32x32 for a 64-px FTT input), or None for the no-FTT
+        ablation."""
+        return None if self.ftt is None else self.ftt.attention_heatmap(self.ftt_input(x))
 
     @classmethod
     def from_baseline(cls, baseline: nn.Module, **kwargs) -> "FDFtNet":
@@ -198,9 +218,13 @@ class FDFtNet(
         kwargs.setdefault("backbone", baseline.backbone_name)
         if cfg.get("backbone_args"):
             kwargs.setdefault("backbone_args", cfg["backbone_args"])
-        for key in ("input_size", "mean", "std"):  # the backbone keeps reading what it was trained on
+        for key in ("input_size", "mean", "std", "crop_size"):  # the backbone keeps reading what it was trained on
             if cfg.get(key) is not None:
                 kwargs.setdefault(key, cfg[key])
+        if kwargs.get("ftt_size") is None and kwargs.get("crop_size", 64) > FTT_SIZE:
+            # measured (docs/speed.md): an FTT reading a 128-px crop costs 2.4x the whole model's CPU latency
+            # for its (64 x 64)^2 attention; at the paper's 64 px it stays a small part of it
+            kwargs["ftt_size"] = FTT_SIZE
         model = cls(**kwargs)
         src = baseline.backbone.state_dict()
         keep = model.backbone.state_dict()
