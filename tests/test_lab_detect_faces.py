@@ -18,8 +18,9 @@ skdata = pytest.importorskip("skimage.data")
 
 import gradio as gr  # noqa: E402
 
-from test_faces import one_thread  # noqa: E402,F401 - autouse: MTCNN on one thread
 from test_lab import client, lab  # noqa: E402,F401 - fixtures
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # MTCNN on one thread (conftest)
 
 ASTRO_FACE = np.array([182, 62, 267, 175]) / 512  # the face box as a fraction of the astronaut picture
 PLACES = [(380, 40, 400), (20, 60, 300)]  # (x, y, side) of the two astronauts; the larger is face 1
