@@ -460,10 +460,10 @@ def start_app(work: Path, app_py: Path, python: str = sys.executable, timeout: f
     port = free_port()
     ckpt = make_lab_checkpoints(work / "checkpoints")
     (work / "results").mkdir(exist_ok=True)
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               FDFTNET_CHECKPOINTS=str(ckpt), FDFTNET_RESULTS=str(work / "results"), HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", TMPDIR=str(work),
-               GRADIO_TEMP_DIR=str(work / "gradio"), NO_PROXY="127.0.0.1,localhost", **(env or {}))
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "FDFTNET_CHECKPOINTS": str(ckpt), "FDFTNET_RESULTS": str(work / "results"), "HF_HUB_OFFLINE": "1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "TMPDIR": str(work),
+           "GRADIO_TEMP_DIR": str(work / "gradio"), "NO_PROXY": "127.0.0.1,localhost", **(env or {})}  # env wins
     log = work / "app.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen([python, str(app_py)], cwd=str(app_py.parent), stdout=f, stderr=f, env=env)

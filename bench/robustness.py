@@ -2,7 +2,8 @@
 
     python -m bench.robustness                       # writes bench/results/robustness.json
     python -m bench.robustness --fuzz 2000 --kills 8 --requests 400 --callers 4
-    python -m bench.robustness --hardening-only      # only the issue-22 figures, merged into the same JSON
+    python -m bench.robustness --hardening-only      # only the issue-22 and issue-31 figures, merged into the JSON
+    python -m bench.robustness --hardening-only --parts many_faces bystander hub uploads saturated paths
 
 Same checks as tests/test_hostile_inputs.py, tests/test_kill_resume.py and tests/test_load.py (shared code
 in bench/_hostile.py). CPU only, loopback only. Every count of failures should be 0.
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import _hostile as H
+from bench.public_hardening import PARTS as PUBLIC_PARTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -299,7 +301,7 @@ def run_memory(work: Path, images: int = 20, epochs: int = 5) -> dict:
 
 
 HARDENING = {"budget": run_budget, "detect_under_heavy": run_detect_under_heavy, "sessions": run_sessions,
-             "lab_memory": run_memory}
+             "lab_memory": run_memory, **PUBLIC_PARTS}  # the last: issue #31's cases (bench/public_hardening.py)
 
 
 def run_hardening(out: Path, parts: list[str]) -> dict:
@@ -331,8 +333,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "robustness.json"))
     p.add_argument("--hardening-only", action="store_true",
-                   help="only the issue-22 figures (budget, /detect under heavy batches, disk after API sessions, "
-                        "lab memory after three fine-tunes)")
+                   help="only the hardening figures: issue 22's (budget, /detect under heavy batches, disk after API "
+                        "sessions, lab memory after three fine-tunes) and issue 31's (bench/public_hardening.py)")
     p.add_argument("--parts", nargs="+", choices=list(HARDENING), default=list(HARDENING),
                    help="with --hardening-only: which of them")
     args = p.parse_args(argv)

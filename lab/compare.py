@@ -15,7 +15,7 @@ from fdftnet.data import load_image_folder
 from fdftnet.models import crop_size_of
 from fdftnet.robustness import CORRUPTIONS, sweep
 
-from . import plots
+from . import limits, plots
 from . import state as st
 from .results import JOBS, SESSION, load_runs, load_sweeps, run_points
 
@@ -137,7 +137,8 @@ def sweep_datasets(session: dict | None) -> dict[str, tuple[str, list[str]]]:
 
 @st.guard
 def run_sweep(chosen: list | None = None, dataset: str | None = None, split: str = "test", limit: int = 50,
-              kinds: list | None = None, session: dict | None = None, progress=gr.Progress()):
+              kinds: list | None = None, session: dict | None = None, request: gr.Request = None,
+              progress=gr.Progress()):
     """Robustness sweep: AUROC of the chosen models under JPEG, blur, down-scaling and noise, on a dataset by name."""
     if not chosen:
         raise ValueError("pick at least one model")
@@ -149,9 +150,11 @@ def run_sweep(chosen: list | None = None, dataset: str | None = None, split: str
         raise ValueError(f"{dataset} has no split {str(split)[:40]!r}; it has {', '.join(splits)}")
     names = {v: lab for lab, v in _sweep_models(session)}
     models = {names.get(v, v): st.get_model(v, session=session) for v in chosen}
-    # at the largest crop size of the chosen models: each scores them resized to its own (fdftnet.robustness)
-    data = load_image_folder(root, split, limit=int(limit), size=max(crop_size_of(m) for m in models.values()))
-    res = sweep(models, data, kinds=kinds or None, callback=lambda d, t: progress(d / t, desc="robustness sweep"))
+    # one training-class job per visitor, and the shared training slot (waiting at most FDFTNET_QUEUE_WAIT s)
+    with limits.one_at_a_time(request, "train"), limits.TRAINING.hold():
+        # at the largest crop size of the chosen models: each scores them resized to its own (fdftnet.robustness)
+        data = load_image_folder(root, split, limit=int(limit), size=max(crop_size_of(m) for m in models.values()))
+        res = sweep(models, data, kinds=kinds or None, callback=lambda d, t: progress(d / t, desc="robustness sweep"))
     return plots.robustness(res), f"{len(data)} images from {dataset}, {split}: {data.counts()}"
 
 
@@ -209,4 +212,4 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
     session.change(session_changed, [session, sweep_set, split, chosen], [chosen, sweep_set, split],
                    api_visibility="private")
     sweep_btn.click(run_sweep, [chosen, sweep_set, split, limit, kinds, session], [sweep_fig, sweep_status],
-                    api_name="robustness", concurrency_limit=1, concurrency_id="train")
+                    api_name="robustness", concurrency_limit=None, concurrency_id="train")

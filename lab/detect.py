@@ -26,7 +26,7 @@ from fdftnet.models import crop_size_of
 from fdftnet.predict import face_detector_needed, face_record
 
 from . import detect_view as view
-from . import examples
+from . import examples, limits
 from . import state as st
 
 GALLERY_MAX = 24  # overlays shown for a batch; the table and CSV hold every face
@@ -88,12 +88,22 @@ def model_info(choice: str, session: dict | None = None) -> str:
     return view.about(path, st.describe(model), own=own)
 
 
-def _faces(path: str, name: str, whole: bool, budget: DecodeBudget, size: int) -> tuple[np.ndarray, F.FaceResult]:
-    """(the photo, its faces at `size` px, the model's crop size): detected, the crop itself, or the whole image."""
+def _faces(path: str, name: str, whole: bool, budget: DecodeBudget, size: int,
+           deadline: F.Deadline | None = None) -> tuple[np.ndarray, F.FaceResult]:
+    """(the photo, its faces at `size` px, the model's crop size): detected, the crop itself, or the whole image.
+    Detection stops with a one-line DetectionTimeout past `deadline`."""
     # a big JPEG decodes at a DCT scale keeping >= 1600 px (what MTCNN looks at): a 12 Mpx photo costs 3 Mpx
     photo = F.load_photo(path, name=name, budget=budget, max_side=F.MAX_DETECT_SIDE)
     with face_detector_needed():  # a missing facenet-pytorch: one line, not a traceback
-        return photo, (F.whole_image(photo, size) if whole else F.find_faces(photo, size=size))
+        return photo, (F.whole_image(photo, size) if whole else F.find_faces(photo, size=size, deadline=deadline))
+
+
+def _photo_deadline(request_deadline: F.Deadline | None = None) -> F.Deadline:
+    """Face finding in one photo: FDFTNET_DETECT_SECONDS, and no longer than the request has left."""
+    seconds = float(limits.setting("FDFTNET_DETECT_SECONDS"))
+    if request_deadline is not None:
+        seconds = min(seconds, max(0.0, request_deadline.left()))
+    return F.Deadline(seconds)
 
 
 def _record(name: str, res: F.FaceResult, probs, t: float) -> dict:
@@ -114,7 +124,8 @@ def detect_image(image, choice: str = st.DEFAULT, session: dict | None = None, w
         raise DataError("no image: upload, paste or drop one first")
     model = st.get_model(choice, session=session)
     size = crop_size_of(model)
-    photo, res = _faces(path, name, bool(whole), lab_budget(1), size)
+    with limits.one_at_a_time(request, "detect"):
+        photo, res = _faces(path, name, bool(whole), lab_budget(1), size, _photo_deadline())
     t = float(model.threshold)
     crops = np.stack([f.crop for f in res.faces]) if res.faces else np.zeros((0, size, size, 3), np.uint8)
     probs = predict_arrays(model, crops)
@@ -148,8 +159,10 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
     st.check_room(session)
     folder = st.session_dir(session, request)
     budget, size = lab_budget(), crop_size_of(model)
-    names, results, errors = [], [], []
-    with tempfile.TemporaryDirectory(prefix="detect-", dir=folder) as work:  # extractions go when the request ends
+    names, results, errors, late = [], [], [], []
+    request_deadline = F.Deadline(float(limits.setting("FDFTNET_REQUEST_SECONDS")), "this request")
+    with limits.one_at_a_time(request, "detect"), \
+            tempfile.TemporaryDirectory(prefix="detect-", dir=folder) as work:  # extractions go with the request
         items = []
         for f in files:
             if f.lower().endswith(".zip"):
@@ -159,16 +172,22 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
                 items.append((f, os.path.basename(f)))
             if len(items) > MAX_FILES:
                 raise DataError(f"more than {MAX_FILES} images in one request; send fewer at a time")
-        for path, name in items:
-            try:
-                results.append(_faces(path, name, bool(whole), budget, size)[1])  # BudgetError stops the request
+        for i, (path, name) in enumerate(items):
+            if request_deadline.left() <= 0:  # the request's time is up: what is left is listed, not looked at
+                late = [n for _, n in items[i:]]
+                break
+            try:  # BudgetError stops the request
+                results.append(_faces(path, name, bool(whole), budget, size, _photo_deadline(request_deadline))[1])
                 names.append(name)
             except BudgetError:
                 raise
+            except F.DetectionTimeout as e:
+                errors.append(f"{name}: {e}")
             except DataError as e:  # FaceError (an extreme aspect ratio) included
                 errors.append(str(e))
     if not names:
-        raise DataError(f"none of the {len(items)} files is a usable image: {'; '.join(errors[:3])}")
+        why = "; ".join(errors[:3]) or f"the request's {request_deadline.seconds:g} s time budget ran out"
+        raise DataError(f"none of the {len(items)} files could be scored: {why}")
     t = float(model.threshold)
     crops = [f.crop for r in results for f in r.faces]
     probs = iter(predict_arrays(model, crops))
@@ -197,6 +216,10 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
         status += "  \n" + view.LEGEND.format(method=method)
     if errors:
         status += f"  \n**{len(errors)} skipped:** " + "; ".join(errors)
+    if late:
+        shown_late = ", ".join(late[:10]) + (f" and {len(late) - 10} more" if len(late) > 10 else "")
+        status += (f"  \n**Time budget reached** ({request_deadline.seconds:g} s a request): {len(late)} images not "
+                   f"looked at ({shown_late}); send them in another request.")
     return df, str(csv), gallery, status, session
 
 

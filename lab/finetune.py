@@ -17,7 +17,7 @@ from fdftnet.metrics import jsonable
 from fdftnet.models import crop_size_of
 from fdftnet.train import TrainConfig, finetune, load_data
 
-from . import methods, plots
+from . import limits, methods, plots
 from . import state as st
 from .uploads import prepare_upload, pseudo_fake_examples
 
@@ -99,15 +99,20 @@ def run_finetune(zip_file=None, real_files=None, fake_files=None, base: str = st
         raise DataError(f"this session already holds {st.MAX_MODELS} fine-tuned models: reload the page to start a "
                         f"fresh session")
     st.check_room(session)
-    k = len(session["models"]) + 1
-    run_dir = Path(tempfile.mkdtemp(prefix=f"finetune{k}-", dir=st.session_dir(session, request)))
-    try:
-        yield from _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs,
-                          frozen, alpha, beta, backbone_lr, session, sid, progress, bool(reals_only))
-    finally:
-        failed = not any(m["dir"].startswith(str(run_dir)) for m in session["models"])
-        # on a thread of its own: a /cancel waits for this generator to close, and must not wait for the cleanup
-        threading.Thread(target=_cleanup, args=(run_dir if failed else None,), daemon=True).start()
+    with limits.one_at_a_time(request, "train"):
+        # one job trains at a time: wait for the slot (at most FDFTNET_QUEUE_WAIT s), saying how many are ahead
+        token = yield from limits.wait_turn(
+            lambda ahead: (gr.skip(), limits.queue_note(ahead), gr.skip(), session, gr.skip()))
+        k = len(session["models"]) + 1
+        run_dir = Path(tempfile.mkdtemp(prefix=f"finetune{k}-", dir=st.session_dir(session, request)))
+        try:
+            yield from _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, shots, epochs,
+                              frozen, alpha, beta, backbone_lr, session, sid, progress, bool(reals_only))
+        finally:
+            limits.TRAINING.release(token)
+            failed = not any(m["dir"].startswith(str(run_dir)) for m in session["models"])
+            # on a thread of its own: a /cancel waits for this generator to close, and must not wait for the cleanup
+            threading.Thread(target=_cleanup, args=(run_dir if failed else None,), daemon=True).start()
 
 
 def _cleanup(run_dir: Path | None) -> None:
@@ -286,7 +291,7 @@ def _render_one(zip_file, real_files, fake_files, base, session: gr.State) -> No
     inputs = [zip_file, real_files, fake_files, base, shots, epochs, frozen, alpha, beta, backbone_lr, session,
               reals_only]
     run_ev = run_btn.click(run_finetune, inputs, [curves, status, results, session, archive],
-                           api_name="finetune", concurrency_limit=1, concurrency_id="train",
+                           api_name="finetune", concurrency_limit=None, concurrency_id="train",
                            show_progress_on=archive)  # the bar fills the empty checkpoint box; curves stay visible
     cancel_btn.click(cancel_finetune, None, results, cancels=[run_ev], api_visibility="private")
     push_btn.click(push_model, [repo, token, private, session], [push_status, token], api_visibility="private")

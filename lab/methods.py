@@ -17,7 +17,7 @@ from fdftnet.data import DataError
 from fdftnet.models import crop_size_of
 from fdftnet.sweep import METHODS, SweepConfig, run_sweep, summarize
 
-from . import plots
+from . import limits, plots
 from . import state as st
 from .uploads import prepare_upload
 
@@ -44,13 +44,34 @@ def parse_shots(text) -> list[int]:
     return sorted({int(p) for p in parts})
 
 
+def _cost(shots: list[int], methods: list[str], seeds: int) -> tuple[int, float]:
+    """(runs, estimated minutes) of a sweep."""
+    per_k = len(shots) * int(seeds)
+    return per_k * len(methods), per_k * sum(SECONDS.get(m, 30) for m in methods) / 60
+
+
 def estimate(shots, methods, seeds) -> str:
     try:
-        per_k = len(parse_shots(shots)) * int(seeds or 0)
+        runs, minutes = _cost(parse_shots(shots), list(methods or []), int(seeds or 0))
     except (ValueError, TypeError):
         return "shots: a list of whole numbers, e.g. 5,10,20"
-    seconds = per_k * sum(SECONDS.get(m, 30) for m in methods or [])
-    return ESTIMATE.format(runs=per_k * len(methods or []), minutes=max(1, round(seconds / 60)))
+    return ESTIMATE.format(runs=runs, minutes=max(1, round(minutes)))
+
+
+def check_budget(shots: list[int], methods: list[str], seeds: int) -> None:
+    """A sweep over this server's limits (FDFTNET_SWEEP_MAX_RUNS runs, FDFTNET_SWEEP_MAX_MINUTES estimated minutes)
+    is refused before any work, in one line that says the limit."""
+    runs, minutes = _cost(shots, methods, seeds)
+    max_runs, max_minutes = int(limits.setting("FDFTNET_SWEEP_MAX_RUNS")), float(limits.setting(
+        "FDFTNET_SWEEP_MAX_MINUTES"))
+    if runs > max_runs:
+        raise DataError(f"{runs} runs ({len(shots)} k values x {len(methods)} methods x {seeds} seeds) is over this "
+                        f"server's limit of {max_runs} runs a sweep: use fewer k values, methods or seeds "
+                        f"(`fdftnet sweep` on your own machine has no limit)")
+    if minutes > max_minutes:
+        raise DataError(f"about {minutes:.0f} min of training is over this server's limit of {max_minutes:g} min a "
+                        f"sweep: use fewer k values, methods or seeds (`fdftnet sweep` on your own machine has no "
+                        f"limit)")
 
 
 def summary_table(runs: list[dict]) -> str:
@@ -75,6 +96,7 @@ def compare_methods(zip_file=None, real_files=None, fake_files=None, base: str =
     sid = getattr(request, "session_hash", None) or "local"
     st.CANCELLED.discard(sid)
     shots, methods = parse_shots(shots), list(methods or DEFAULT_METHODS)
+    check_budget(shots, methods, int(seeds))
     base_dir = st.resolve(base or st.DEFAULT_BASELINE, session)
     if st.get_model(base_dir, session=session).model_type != "baseline":
         raise DataError("compare methods starts every method from a baseline: pick a baseline under Start from")
@@ -82,14 +104,17 @@ def compare_methods(zip_file=None, real_files=None, fake_files=None, base: str =
         raise DataError(f"this session already holds {st.MAX_MODELS} fine-tuned models: reload the page to start a "
                         f"fresh session")
     st.check_room(session)
-    n = len(session.get("uploads", [])) + 1
-    run_dir = Path(tempfile.mkdtemp(prefix=f"sweep{n}-", dir=st.session_dir(session, request)))
-    kept = False
-    try:
-        kept = yield from _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, methods, int(seeds),
-                                 session, sid, progress)
-    finally:
-        threading.Thread(target=_cleanup, args=(run_dir, kept), daemon=True).start()
+    with limits.one_at_a_time(request, "train"):
+        token = yield from limits.wait_turn(lambda ahead: (gr.skip(), limits.queue_note(ahead), gr.skip(), session))
+        n = len(session.get("uploads", [])) + 1
+        run_dir = Path(tempfile.mkdtemp(prefix=f"sweep{n}-", dir=st.session_dir(session, request)))
+        kept = False
+        try:
+            kept = yield from _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, methods,
+                                     int(seeds), session, sid, progress)
+        finally:
+            limits.TRAINING.release(token)
+            threading.Thread(target=_cleanup, args=(run_dir, kept), daemon=True).start()
 
 
 def _time_left(seconds: float) -> str:
@@ -125,12 +150,17 @@ def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, method
     title = lambda: f"your upload: {len(runs)}/{total} runs"  # noqa: E731
     wait = f"the first point appears when the first run finishes (about {SECONDS[methods[0]]} s)"
     t0 = time.monotonic()
+    stop_at = t0 + 2 * 60 * float(limits.setting("FDFTNET_SWEEP_MAX_MINUTES"))  # an estimate far off: stop anyway
+    stopped = False
     gen = run_sweep(cfg)
     try:
         for ev in gen:
             if sid in st.CANCELLED:
                 st.CANCELLED.discard(sid)
                 return False
+            if time.monotonic() > stop_at and runs:
+                stopped = True
+                break
             if ev["type"] == "start":
                 t = ev["n_test"]
                 yield plots.shots_bands([], placeholder=wait), (
@@ -166,7 +196,9 @@ def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, method
     session["runs"] += [{"backbone": backbone, "variant": r["method"], "dataset": f"session sweep #{n}",
                          "shots": r["k"], "seed": r["seed"], "history": [],
                          "metrics": {m: r[m] for m in ("acc", "auroc", "ap")}} for r in runs]
-    status = (f"**Done:** {len(runs)} runs. The best (AUROC {best['auroc']:.3f}) is now in Detect's picker as "
+    cut = (f"**Stopped at this server's time limit** (twice the {limits.setting('FDFTNET_SWEEP_MAX_MINUTES'):g} min a "
+           f"sweep may take) after {len(runs)} of {total} runs; what finished is kept.  \n" if stopped else "")
+    status = cut + (f"**Done:** {len(runs)} runs. The best (AUROC {best['auroc']:.3f}) is now in Detect's picker as "
               f"“sweep #{n} best”, and the curves are in Compare (dataset “session sweep #{n}”)."
               + (f"  \n{skipped}" if skipped else ""))
     yield plots.shots_bands(runs, f"your upload: {len(runs)} runs, mean ± 1 sd over seeds"), status, \
@@ -195,6 +227,6 @@ def render(zip_file, real_files, fake_files, base, session: gr.State) -> None:
     gr.on([shots.change, methods.change, seeds.change], estimate, [shots, methods, seeds], eta,
           api_visibility="private")
     ev = run_btn.click(compare_methods, [zip_file, real_files, fake_files, base, shots, methods, seeds, session],
-                       [curves, status, table, session], api_name="compare_methods", concurrency_limit=1,
+                       [curves, status, table, session], api_name="compare_methods", concurrency_limit=None,
                        concurrency_id="train", show_progress_on=status)
     cancel_btn.click(cancel_methods, None, status, cancels=[ev], api_visibility="private")

@@ -24,7 +24,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 import gradio as gr
@@ -35,6 +35,8 @@ from fdftnet.data import DataError
 from fdftnet.models import read_config, resolve_file
 from fdftnet.train import TrainingError
 
+from . import limits
+
 log = logging.getLogger("fdftnet.lab")
 USER_ERRORS = (DataError, fdftnet.CheckpointError, TrainingError, ValueError)
 DEFAULT, DEFAULT_BASELINE = "default", "default-baseline"
@@ -42,7 +44,8 @@ _CACHE: "OrderedDict[tuple, object]" = OrderedDict()  # read-only models, shared
 _LOCK = threading.Lock()
 CANCELLED: set[str] = set()  # session hashes whose fine-tune should stop at the next step
 PREFIX = "fdftnet-lab-"
-SESSION_TTL = float(os.environ.get("FDFTNET_SESSION_TTL", 3600))  # idle seconds before a session folder goes
+# idle seconds before a session folder goes: 9 min on a public server (+ a janitor round: gone 10 min after a visitor)
+SESSION_TTL = float(os.environ.get("FDFTNET_SESSION_TTL") or (540 if limits.public() else 3600))
 SESSION_MB = float(os.environ.get("FDFTNET_SESSION_MB", 300))  # disk one session may hold (4-5 fine-tunes)
 MAX_MODELS = 5  # fine-tuned models one session keeps (a fine-tune or a sweep's best; each a checkpoint on disk)
 
@@ -74,24 +77,60 @@ def _own_prefix() -> str:
 
 
 def session_dir(session: dict, request: gr.Request | None = None) -> Path:
-    """The session's folder (made on first use, again after it expired); using it marks the session active."""
+    """The session's folder (made on first use, again after it expired); using it marks the session active. The
+    folder is booked to the request's client (lab.limits.client_of), whose disk quota counts every such folder."""
     d = session.get("dir")
     if not d or not os.path.isdir(d):
         tag = re.sub(r"[^A-Za-z0-9]", "", getattr(request, "session_hash", None) or "local")[:12] or "local"
         session["dir"] = d = tempfile.mkdtemp(prefix=f"{_own_prefix()}{tag}-")
         session["models"] = [m for m in session.get("models", []) if os.path.isdir(m["dir"])]  # expired ones go
+        session["client"] = limits.client_of(request) if request is not None else session.get("client", "local")
+        with _LOCK:
+            _CLIENT_DIRS[session["client"]].add(d)
         _start_janitor()
     os.utime(d)
     return Path(d)
 
 
+_CLIENT_DIRS: "defaultdict[str, set[str]]" = defaultdict(set)  # client -> its session folders (a reload makes more)
+
+
 def check_room(session: dict) -> None:
-    """DataError when the session's folder already holds SESSION_MB."""
+    """DataError when the session's folder holds SESSION_MB, its client (per-client limits on) FDFTNET_CLIENT_MB in
+    all its sessions and recent uploads, or the whole lab FDFTNET_LAB_MB."""
     d = session.get("dir")
     used = _bytes_under(d) if d and os.path.isdir(d) else 0
     if used > SESSION_MB * 2**20:
         raise DataError(f"this session already keeps {used / 2**20:.0f} MB on the server (limit {SESSION_MB:.0f} MB):"
                         f" reload the page to start a fresh session")
+    client = session.get("client")
+    if limits.public() and client:
+        with _LOCK:
+            dirs = [x for x in _CLIENT_DIRS[client] if os.path.isdir(x)]
+            _CLIENT_DIRS[client] = set(dirs)
+        mine = sum(_bytes_under(x) for x in dirs) + limits.UPLOADS.recent(client)
+        cap = float(limits.setting("FDFTNET_CLIENT_MB"))
+        if mine > cap * 2**20:
+            raise DataError(f"you already keep {mine / 2**20:.0f} MB on this server (limit {cap:g} MB a visitor, "
+                            f"across page loads): wait a few minutes for old sessions and uploads to expire")
+    total, cap = footprint(), float(limits.setting("FDFTNET_LAB_MB"))
+    if total > cap * 2**20:
+        raise DataError(f"this server's disk budget ({cap:g} MB for every visitor together) is full: try again in a "
+                        f"few minutes")
+
+
+_FOOTPRINT = {"t": -1e9, "bytes": 0}
+
+
+def footprint(max_age: float = 5.0) -> int:
+    """Bytes the lab keeps on disk: every session folder of this server and Gradio's upload folder (re-counted at
+    most every `max_age` s)."""
+    now = time.monotonic()
+    if now - _FOOTPRINT["t"] > max_age:
+        from gradio.utils import get_upload_folder
+        folders = [*_folders(), get_upload_folder()]
+        _FOOTPRINT.update(t=now, bytes=sum(_bytes_under(f) for f in folders if os.path.isdir(f)))
+    return _FOOTPRINT["bytes"]
 
 
 def _bytes_under(d: str | os.PathLike) -> int:
@@ -192,6 +231,7 @@ def guard(fn):
     def convert(e: Exception):
         if isinstance(e, gr.Error) or isinstance(e, USER_ERRORS):
             msg = (str(getattr(e, "message", e)).splitlines() or [type(e).__name__])[0] or type(e).__name__
+            msg = scrub_paths(msg)  # a visitor never sees where the server keeps its files
             log.info("%s refused: %s", fn.__name__, msg)  # expected: one line, no traceback
             return gr.Error(msg, print_exception=False)
         log.exception("handler %s failed", fn.__name__)
@@ -262,12 +302,17 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
     if time.monotonic() - _HUB["t"] < 60:
         return _HUB["ok"]
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    from urllib.parse import urlsplit
+    url = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    except ValueError:  # a malformed port in HF_ENDPOINT
+        return False
     result = []
 
     def probe():
         try:
-            socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+            socket.create_connection((host, port), timeout=timeout).close()
             result.append(True)
         except OSError:
             pass
@@ -308,14 +353,66 @@ def resolve(choice: str, session: dict | None = None) -> str:
                                       "list, or type a Hub id (USER/NAME)")
     if os.path.isdir(choice):
         return choice
-    # a Hub id: its config.json first, checked (fields and size) before the weights are fetched
-    offline = not hub_reachable()
-    snapshot = os.path.dirname(resolve_file(choice, "config.json", local_files_only=offline))
-    config = read_config(snapshot)
-    MODEL_CLASSES[config["model_type"]].check_size(
-        {k: v for k, v in config.items() if k not in ("model_type", "format_version")}, choice)
-    resolve_file(choice, "model.safetensors", local_files_only=offline)
-    return snapshot
+    return _fetch_hub(choice, session if session is not None else new_session())
+
+
+def _fetch_hub(repo_id: str, session: dict) -> str:
+    """A Hub id a visitor typed -> a checkpoint folder inside the session's own folder (its disk counted).
+
+    Anonymous (token=False: the server's HF_TOKEN is never sent for a visitor); config.json first, checked (fields
+    and size); then model.safetensors' size from the Hub's metadata against what that config allows, before a byte
+    of it is downloaded. A refused repo's files are deleted. Messages name the repo id, never a server path."""
+    cache = session_dir(session) / "hub"
+    hub = dict(cache_dir=str(cache), token=False, local_files_only=not hub_reachable())
+    try:
+        config_path = resolve_file(repo_id, "config.json", **hub)
+        config = read_config(os.path.dirname(config_path))
+        n = MODEL_CLASSES[config["model_type"]].check_size(
+            {k: v for k, v in config.items() if k not in ("model_type", "format_version")}, repo_id)
+        allowed = 4 * n + WEIGHTS_SLACK  # float32 weights and a safetensors header
+        if not hub["local_files_only"]:
+            size = _remote_size(repo_id, "model.safetensors")
+            if size is not None and size > allowed:
+                raise fdftnet.CheckpointError(
+                    f"{repo_id}: model.safetensors is {size / 2**20:,.0f} MB, more than the {allowed / 2**20:,.0f} MB "
+                    f"its config.json's model needs: not downloaded")
+        check_room(session)
+        weights = resolve_file(repo_id, "model.safetensors", **hub)
+        if os.path.getsize(weights) > allowed:  # the Hub's metadata said less than it sent
+            raise fdftnet.CheckpointError(f"{repo_id}: model.safetensors is larger than its config.json's model "
+                                          f"needs: refused")
+        check_room(session)
+        return os.path.dirname(config_path)
+    except Exception as e:
+        folder = f"models--{repo_id.replace('/', '--')}"
+        for d in (cache / folder, cache / ".locks" / folder):  # nothing of it stays
+            shutil.rmtree(d, ignore_errors=True)
+        if isinstance(e, USER_ERRORS):
+            raise type(e)(scrub_paths(str(e).replace(str(cache), repo_id))) from None
+        raise
+
+
+WEIGHTS_SLACK = 1 << 20  # bytes a safetensors file may hold beyond its float32 tensors (header, alignment)
+
+
+def _remote_size(repo_id: str, filename: str) -> int | None:
+    """The size the Hub reports for a file (a HEAD request, anonymous), or None when it reports none."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+    try:
+        return get_hf_file_metadata(hf_hub_url(repo_id, filename), token=False, timeout=10).size
+    except HfHubHTTPError as e:
+        raise fdftnet.CheckpointError(f"Hub error for {repo_id!r}: {str(e).splitlines()[0]}") from None
+    except OSError as e:
+        raise fdftnet.CheckpointError(f"the Hub could not be reached for {repo_id!r} ({type(e).__name__})") from None
+
+
+_PATH = re.compile(r"(?<![\w.~:/-])/(?:[^\s/:'\"()\[\],;]+/)+([^\s/:'\"()\[\],;]*)")
+
+
+def scrub_paths(message: str) -> str:
+    """A message with every absolute server path cut to its last part: /tmp/gradio/ab12/photo.jpg -> photo.jpg."""
+    return _PATH.sub(lambda m: m.group(1) or "(a server folder)", message)
 
 
 def get_model(choice: str, expect: str | None = None, session: dict | None = None):

@@ -41,7 +41,7 @@ def url(lab):  # noqa: F811
     env = docs_env()
     old = {k: os.environ[k] for k in env}
     os.environ.update(env)
-    app.demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    app.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
     yield app.demo.local_url
     app.demo.close()
     os.environ.update(old)

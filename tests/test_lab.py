@@ -276,7 +276,7 @@ def client(lab):
     from gradio_client import Client
 
     import app
-    app.demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    app.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
     yield Client(app.demo.local_url, verbose=False, analytics_enabled=False)
     app.demo.close()
 

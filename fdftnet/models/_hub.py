@@ -16,6 +16,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors.torch import load_file
 
+from ._probe import check_outputs
 from ._registry import is_model
 
 __all__ = ["CheckpointError", "HubModel", "FORMAT_VERSION", "MAX_PARAMS", "read_config", "check_config",
@@ -262,6 +263,7 @@ class HubModel(PyTorchModelHubMixin):
         t = float(model.threshold)
         if not 0 < t < 1:
             raise CheckpointError(f"{model_id}: its decision threshold {t} is not a probability in (0, 1)")
+        check_outputs(model, model_id)  # finite weights can still be broken: x 1e37 calls everything real
         return model.eval()
 
     @classmethod
