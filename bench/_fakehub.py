@@ -27,7 +27,7 @@ class FakeHub:
     """repos: {repo_id: {"files": {name: bytes}, "token": str | None, "claimed": {name: size}}}."""
 
     def __init__(self, repos: dict):
-        self.repos, self.log, self.bytes_sent = repos, [], 0
+        self.repos, self.log, self.sent = repos, [], {}  # sent: repo id -> bytes of file bodies sent
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,7 +42,7 @@ class FakeHub:
                 repo_id, name = "/".join(parts[:2]), "/".join(parts[4:])
                 repo = hub.repos.get(repo_id)
                 if repo is None or (repo.get("token") and self.headers.get("Authorization") != f"Bearer {repo['token']}"):
-                    return self._status(401, "Repository not found", error="RepositoryNotFound")
+                    return self._status(401, "Repository not found", error="RepoNotFound")  # as the Hub says it
                 if name not in repo["files"]:
                     return self._status(404, "Entry not found", error="EntryNotFound")
                 data = repo["files"][name]
@@ -61,7 +61,7 @@ class FakeHub:
                         except (BrokenPipeError, ConnectionResetError):
                             break
                         sent += len(chunk)
-                        hub.bytes_sent += len(chunk)
+                        hub.sent[repo_id] = hub.sent.get(repo_id, 0) + len(chunk)
 
             def _status(self, code: int, message: str, error: str | None = None):
                 body = message.encode()

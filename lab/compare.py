@@ -151,6 +151,7 @@ def run_sweep(chosen: list | None = None, dataset: str | None = None, split: str
     names = {v: lab for lab, v in _sweep_models(session)}
     models = {names.get(v, v): st.get_model(v, session=session) for v in chosen}
     # one training-class job per visitor, and the shared training slot (waiting at most FDFTNET_QUEUE_WAIT s)
+    limits.training_threads()
     with limits.one_at_a_time(request, "train"), limits.TRAINING.hold():
         # at the largest crop size of the chosen models: each scores them resized to its own (fdftnet.robustness)
         data = load_image_folder(root, split, limit=int(limit), size=max(crop_size_of(m) for m in models.values()))

@@ -30,6 +30,7 @@ from . import examples, limits
 from . import state as st
 
 GALLERY_MAX = 24  # overlays shown for a batch; the table and CSV hold every face
+DETECT_WORKERS = 6  # one-image requests run side by side, one CPU thread each: a heavy photo does not queue the rest
 MAX_FILES = 500  # images (zip members included) per /detect_many request
 ZIP_BYTES = 64 * 2**20  # uncompressed bytes per zip in a request
 WHOLE = "score the whole image anyway (no face detection: its centre square, resized to the model's crop size)"
@@ -124,6 +125,7 @@ def detect_image(image, choice: str = st.DEFAULT, session: dict | None = None, w
         raise DataError("no image: upload, paste or drop one first")
     model = st.get_model(choice, session=session)
     size = crop_size_of(model)
+    limits.detection_threads()
     with limits.one_at_a_time(request, "detect"):
         photo, res = _faces(path, name, bool(whole), lab_budget(1), size, _photo_deadline())
     t = float(model.threshold)
@@ -159,6 +161,7 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
     st.check_room(session)
     folder = st.session_dir(session, request)
     budget, size = lab_budget(), crop_size_of(model)
+    limits.detection_threads()
     names, results, errors, late = [], [], [], []
     request_deadline = F.Deadline(float(limits.setting("FDFTNET_REQUEST_SECONDS")), "this request")
     with limits.one_at_a_time(request, "detect"), \
@@ -261,15 +264,15 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
 
     # one-image calls and batches queue apart: a heavy batch never holds up /detect
     gr.on([demo.load, choice.change], model_info, [choice, session], info, api_visibility="private",
-          concurrency_limit=2, concurrency_id="detect")
+          concurrency_limit=DETECT_WORKERS, concurrency_id="detect")
     gr.on([demo.load, session.change], _choices, [session, choice], choice, api_visibility="private")
     outs = [record, p_fake, shown, rows, verdict, status]
     # preprocess=False: the upload reaches fdftnet's safe decoder untouched (gr.Image would open it with PIL first)
     detect_btn.click(detect_image, [image, choice, session, whole], outs, api_name="detect", preprocess=False,
-                     concurrency_limit=2, concurrency_id="detect").failure(failed_detect, None, outs,
-                                                                           api_visibility="private")
+                     concurrency_limit=DETECT_WORKERS, concurrency_id="detect"
+                     ).failure(failed_detect, None, outs, api_visibility="private")
     gr.on([image.change, whole.input], detect_upload, [image, choice, session, whole], outs, preprocess=False,
-          api_visibility="private", concurrency_limit=2, concurrency_id="detect"
+          api_visibility="private", concurrency_limit=DETECT_WORKERS, concurrency_id="detect"
           ).failure(failed_detect, None, outs, api_visibility="private")
     many_btn.click(detect_many, [files, choice, session, whole_many], [table, csv, gallery, many_status, session],
                    api_name="detect_many", concurrency_limit=1, concurrency_id="detect_many"

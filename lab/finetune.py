@@ -101,6 +101,7 @@ def run_finetune(zip_file=None, real_files=None, fake_files=None, base: str = st
     st.check_room(session)
     with limits.one_at_a_time(request, "train"):
         # one job trains at a time: wait for the slot (at most FDFTNET_QUEUE_WAIT s), saying how many are ahead
+        limits.training_threads()
         token = yield from limits.wait_turn(
             lambda ahead: (gr.skip(), limits.queue_note(ahead), gr.skip(), session, gr.skip()))
         k = len(session["models"]) + 1

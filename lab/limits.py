@@ -77,6 +77,24 @@ def client_of(request) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# CPU threads per request
+
+
+def detection_threads() -> None:
+    """Face finding and scoring run on one CPU thread (set in the worker thread that runs the request): MTCNN's many
+    small ops gain nothing from a second thread, and requests then run side by side instead of queueing, so an
+    ordinary photo is not held up behind heavy ones (bench/public_hardening.py "bystander")."""
+    import torch
+    torch.set_num_threads(1)
+
+
+def training_threads() -> None:
+    """Training uses every core (set in the worker thread that runs it; one job trains at a time)."""
+    import torch
+    torch.set_num_threads(os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------------------------
 # one job of a kind per client
 
 _BUSY: dict[tuple[str, str], int] = defaultdict(int)

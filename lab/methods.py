@@ -105,6 +105,7 @@ def compare_methods(zip_file=None, real_files=None, fake_files=None, base: str =
                         f"fresh session")
     st.check_room(session)
     with limits.one_at_a_time(request, "train"):
+        limits.training_threads()
         token = yield from limits.wait_turn(lambda ahead: (gr.skip(), limits.queue_note(ahead), gr.skip(), session))
         n = len(session.get("uploads", [])) + 1
         run_dir = Path(tempfile.mkdtemp(prefix=f"sweep{n}-", dir=st.session_dir(session, request)))

@@ -387,8 +387,9 @@ def _fetch_hub(repo_id: str, session: dict) -> str:
         folder = f"models--{repo_id.replace('/', '--')}"
         for d in (cache / folder, cache / ".locks" / folder):  # nothing of it stays
             shutil.rmtree(d, ignore_errors=True)
-        if isinstance(e, USER_ERRORS):
-            raise type(e)(scrub_paths(str(e).replace(str(cache), repo_id))) from None
+        if isinstance(e, USER_ERRORS):  # the snapshot folder a message names becomes the repo id
+            snapshot = re.compile(re.escape(str(cache / folder)) + r"(/snapshots/[0-9a-f]+)?")
+            raise type(e)(scrub_paths(snapshot.sub(repo_id, str(e)))) from None
         raise
 
 

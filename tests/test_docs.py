@@ -49,3 +49,15 @@ def test_speed_tables_are_generated_from_the_json(device):
     block = text.split(begin, 1)[1].split(end, 1)[0]
     assert block.strip() == speed.markdown(res).strip(), (
         f"docs/speed.md is stale: python -m bench.speed --from-json bench/results/speed_{device}.json --docs")
+
+
+def test_every_public_limit_is_in_the_settings_table():
+    """docs/lab.md "Settings for a public deployment" lists each limit of lab/limits.py with its default."""
+    from lab.limits import DEFAULTS
+    text = (ROOT / "docs" / "lab.md").read_text().split("## Settings for a public deployment", 1)[1]
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[3].strip() for line in text.splitlines()
+            if line.startswith("| `")}
+    for name, (default, _) in DEFAULTS.items():
+        assert name in rows, f"docs/lab.md's settings table lacks {name}"
+        if default is not None:
+            assert rows[name].startswith(f"{default:g}"), f"{name}: the table says {rows[name]!r}, the code {default}"
