@@ -212,7 +212,7 @@ def test_a_huge_weight_file_is_refused_before_download_and_nothing_stays(fake_hu
     msg = str(e.value)
     assert msg.startswith("someone/huge: model.safetensors is 3,072 MB, more than the") and "not downloaded" in msg
     assert not [r for r in fake_hub.log if r[0] == "GET" and r[1].endswith("model.safetensors")]
-    assert fake_hub.sent.get("someone/huge", 0) == 0
+    assert fake_hub.sent.get("someone/huge", 0) < 1024  # its config.json (177 bytes), not a byte of the weights
     assert not list(Path(session["dir"]).rglob("*.safetensors")) and not list(Path(session["dir"]).rglob("*huge*"))
 
 
