@@ -41,7 +41,26 @@ def load_model(model_id: str | Path, expect: str | None = None, device: str = "c
     if expect is not None and kind != expect:
         want = {"fdftnet": "an FDFtNet", "baseline": "a baseline (pretrain)"}[expect]
         raise CheckpointError(f"{model_id} holds a {kind} model; this command needs {want} checkpoint")
-    return MODEL_CLASSES[kind].from_pretrained(str(model_id), map_location=device, **hub_kwargs)
+    model = MODEL_CLASSES[kind].from_pretrained(str(model_id), map_location=device, **hub_kwargs)
+    model.trust = _trust(model_id, hub_kwargs)  # calibration, verdict band, OOD bank, when the checkpoint has them
+    return model
+
+
+def _trust(model_id, hub_kwargs: dict):
+    """The checkpoint's fdftnet.trust.Trust (calibration.json + ood.safetensors), or None. From a Hub repo both files
+    are optional downloads; a repo without them is an uncalibrated model."""
+    from .models import resolve_file
+    from .trust import CALIBRATION_NAME, OOD_NAME, load_trust
+    if os.path.isdir(model_id):
+        return load_trust(model_id)
+    folder = None
+    for name in (CALIBRATION_NAME, OOD_NAME):
+        try:
+            folder = os.path.dirname(resolve_file(str(model_id), name, **hub_kwargs))
+        except CheckpointError:
+            if name == CALIBRATION_NAME:
+                return None
+    return load_trust(folder) if folder else None
 
 
 def has_checkpoint(out_dir: str | Path) -> bool:
@@ -63,10 +82,13 @@ def read_json(path: str | Path) -> dict:
 
 def save_checkpoint(model, out_dir: str | Path, extra_json: dict | None = None, card: str | None = None) -> Path:
     """save_pretrained into a temp folder beside OUT, then move each file into OUT with an atomic rename."""
+    from .trust import CALIBRATION_NAME, OOD_NAME
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".tmp-*"):  # left by a run killed mid-save (one writer per directory: rank 0)
         shutil.rmtree(stale, ignore_errors=True)
+    for name in (CALIBRATION_NAME, OOD_NAME):  # fitted to the weights being replaced: no longer true of the new ones
+        (out_dir / name).unlink(missing_ok=True)
     tmp = out_dir / f".tmp-{uuid.uuid4().hex}"
     try:
         model.save_pretrained(tmp)

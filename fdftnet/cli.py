@@ -186,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64, metavar="PX",
                    help="crop side: the crop size of the model they will train (default 64; 128 for a native one)")
 
+    p = sub.add_parser("calibrate", help="calibrate a checkpoint's P(fake), its uncertain band and its "
+                       "out-of-distribution check on held-out data (writes calibration.json, ood.safetensors)")
+    p.add_argument("--model", required=True, metavar="DIR", help="a checkpoint folder (written into)")
+    p.add_argument("--val", required=True, action="append", metavar="ROOT:SPLIT",
+                   help="held-out images to fit on, e.g. DATA:validation (repeat to join several)")
+    p.add_argument("--bank", action="append", metavar="ROOT:SPLIT",
+                   help="training images whose features the OOD distance is measured to (repeatable; none: no OOD)")
+    p.add_argument("--test", action="append", default=[], metavar="FAMILY=ROOT:SPLIT",
+                   help="a test set to report and list as tested on, e.g. face-swap=DATA:test (repeatable)")
+    p.add_argument("--ood", choices=["knn", "mahalanobis"], default="knn", help="the OOD distance (default knn)")
+    p.add_argument("--target", type=float, default=0.9,
+                   help="each confident verdict (fake, real) right at least this often on --val (default 0.9)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N images per class per split")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+
     p = sub.add_parser("build-data", help="image folders at a chosen size from a manifest of full-size source files")
     p.add_argument("--manifest", metavar="CSV", help="columns split, label, source (e.g. "
                    "../shared/data/dfdc-full/manifest.csv); other columns are copied to OUT/manifest.csv")
@@ -462,6 +477,31 @@ def _cmd_build_data(args) -> int:
     return 0
 
 
+def _cmd_calibrate(args) -> int:
+    from .trust import calibrate_checkpoint
+    tests = {}
+    for item in args.test:
+        family, eq, entry = item.partition("=")
+        if not eq or not family:
+            raise ValueError(f"--test wants FAMILY=ROOT:SPLIT, got {item!r}")
+        tests[family] = entry
+    if not 0.5 <= args.target < 1:
+        raise ValueError(f"--target must be in [0.5, 1), got {args.target}")
+    r = calibrate_checkpoint(args.model, args.val, args.bank, tests, args.ood, args.target, args.limit)
+    f = r["fitted_on"]
+    print(f"{args.model}: Platt scaling fitted on {f['what']} ({f['n']} images): ECE {f['ece_before']:.4f} -> "
+          f"{f['ece_after']:.4f}; uncertain band {r['band'][0]:.3f}..{r['band'][1]:.3f} "
+          f"({f['uncertain_share']:.1%} of them); OOD threshold {r['ood_threshold']}")
+    for family, m in r["tests"].items():
+        print(f"  {family} ({m['data']}, n={m['n']}): AUROC {m['auroc']:.4f}, ECE {m['ece_before']:.4f} -> "
+              f"{m['ece_after']:.4f}, uncertain {m['uncertain_share']:.1%} (unlike the training data "
+              f"{m['unlike_training_share']:.1%}), confident verdicts right {m['confident_accuracy']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(r, fh, indent=1)
+    return 0
+
+
 def _cmd_sweep(args) -> int:
     from .sweep import SweepConfig, format_table, run_sweep
     if args.keep_models and not args.work_dir:
@@ -522,7 +562,7 @@ def _cmd_pull(args) -> int:
 
 COMMANDS = {"models": _cmd_models, "pretrain": _cmd_train, "finetune": _cmd_train, "evaluate": _cmd_evaluate,
             "predict": _cmd_predict, "crop-faces": _cmd_crop_faces,
-            "build-data": _cmd_build_data, "sweep": _cmd_sweep, "push": _cmd_push, "pull": _cmd_pull}
+            "build-data": _cmd_build_data, "calibrate": _cmd_calibrate, "sweep": _cmd_sweep, "push": _cmd_push, "pull": _cmd_pull}
 
 
 def main(argv: list[str] | None = None) -> int:

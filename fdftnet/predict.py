@@ -5,8 +5,12 @@ checkpoints that checkpoints/default.json names, a folder is itself, a valid Hub
 (only to its cache under HF_HUB_OFFLINE), anything else is a one-line CheckpointError before any network.
 A file becomes the record that `--json` prints (issue #19's shape), one entry per face:
 
-    {"file": "party.jpg", "faces": [{"box": [x0, y0, x1, y1], "score": 0.99, "p_fake": 0.12, "fake": false}],
-     "message": null}
+    {"file": "party.jpg", "faces": [{"box": [x0, y0, x1, y1], "score": 0.99, "p_fake": 0.12, "fake": false,
+     "verdict": "real", "reason": null}], "message": null, "calibrated": true, "tested_on": ["face swaps (DFDC)"]}
+
+p_fake is the calibrated probability when the checkpoint has a calibration.json (fdftnet.trust), the model's own
+softmax otherwise; "fake" is the model's threshold decision, "verdict" the three-way one (fake, real, uncertain)
+with its reason ("unlike the training data", or the uncertain band).
 
     model = load_model(resolve_model("default"))
     record = predict_file(model, "party.jpg")                   # faces found by fdftnet.faces (MTCNN)
@@ -23,7 +27,7 @@ __all__ = ["DEFAULT", "DEFAULT_BASELINE", "checkpoints_root", "shipped_model", "
 
 DEFAULT, DEFAULT_BASELINE = "default", "default-baseline"  # the lab's names for the two shipped checkpoints
 _KINDS = {DEFAULT: "fdftnet", DEFAULT_BASELINE: "baseline"}
-ROW_HEADER = "file\tface\tbox\tscore\tp_fake\tverdict"  # the columns of record_rows
+ROW_HEADER = "file\tface\tbox\tscore\tp_fake\tverdict"  # the columns of record_rows (verdict: fake, real, uncertain)
 
 
 # ----------------------------------------------------------------------------- models by name
@@ -92,24 +96,32 @@ def predict_file(model, path: str, whole_image: bool = False, max_faces: int | N
     with score None. Raises DataError (one line, naming the file) for a file that is not a usable image;
     "no face" and the caps are messages.
     """
-    from .inference import predict_arrays
     from .models import crop_size_of
-    thr, size = float(model.threshold), crop_size_of(model)
+    from .trust import assess
+    size = crop_size_of(model)
     if whole_image:
         boxes, scores, crops, message = _whole_image(path, size)
     else:
         boxes, scores, crops, message = _faces(path, max_faces, min_size, size)
-    p = predict_arrays(model, crops, device=device) if crops else []
-    faces = [face_record(box, score, q, thr) for box, score, q in zip(boxes, scores, p)]
-    return {"file": path, "faces": faces, "message": message}
+    rows = assess(model, crops) if crops else []
+    faces = [face_record(box, score, row) for box, score, row in zip(boxes, scores, rows)]
+    return {"file": path, "faces": faces, "message": message, **model_notes(model)}
 
 
-def face_record(box, score: float | None, p_fake: float, threshold: float) -> dict:
+def face_record(box, score: float | None, row: dict) -> dict:
     """One face of `predict --json` (and of the lab's /detect): its box, the detector's score (None for a crop
-    used as is or a whole image), P(fake) and the verdict at the model's threshold."""
+    used as is or a whole image), P(fake), the threshold decision and the three-way verdict (fdftnet.trust.assess's
+    row for the face)."""
     score = None if score is None or math.isnan(score) else round(float(score), 4)
-    return {"box": [round(float(v), 1) for v in box], "score": score, "p_fake": round(float(p_fake), 6),
-            "fake": bool(p_fake >= threshold)}
+    return {"box": [round(float(v), 1) for v in box], "score": score, "p_fake": round(float(row["p_fake"]), 6),
+            "fake": bool(row["fake"]), "verdict": row["verdict"], "reason": row["reason"]}
+
+
+def model_notes(model) -> dict:
+    """What every record says of the model: calibrated or not, and the families of fakes it was tested on."""
+    trust = getattr(model, "trust", None)
+    tested = [t["family"] for t in trust.tested_on] if trust is not None else []
+    return {"calibrated": trust is not None, "tested_on": tested}
 
 
 def _whole_image(path: str, size: int):
@@ -155,5 +167,6 @@ def record_rows(record: dict) -> str:
     for i, f in enumerate(record["faces"], 1):
         box = ",".join(f"{v:.0f}" for v in f["box"])
         score = "-" if f["score"] is None else f"{f['score']:.3f}"
-        rows.append(f"{record['file']}\t{i}\t{box}\t{score}\t{f['p_fake']:.6f}\t{'fake' if f['fake'] else 'real'}")
+        verdict = f["verdict"] + (f" ({f['reason']})" if f.get("reason") and f["verdict"] == "uncertain" else "")
+        rows.append(f"{record['file']}\t{i}\t{box}\t{score}\t{f['p_fake']:.6f}\t{verdict}")
     return "\n".join(rows)

@@ -21,9 +21,9 @@ from fdftnet.archive import extract_images_zip
 from fdftnet.data import DataError
 from fdftnet.data.images import BudgetError, DecodeBudget
 from fdftnet.explain import draw_boxes, enlarge, heatmap, overlay
-from fdftnet.inference import predict_arrays
 from fdftnet.models import crop_size_of
-from fdftnet.predict import face_detector_needed, face_record
+from fdftnet.predict import face_detector_needed, face_record, model_notes
+from fdftnet.trust import assess
 
 from . import detect_view as view
 from . import examples, limits
@@ -107,13 +107,17 @@ def _photo_deadline(request_deadline: F.Deadline | None = None) -> F.Deadline:
     return F.Deadline(seconds)
 
 
-def _record(name: str, res: F.FaceResult, probs, t: float) -> dict:
-    """`fdftnet predict --json`'s record, plus the image's verdict (any face fake) and its highest P(fake)."""
-    faces = [face_record(f.box, f.score, p, t) for f, p in zip(res.faces, probs)]
+def _record(name: str, res: F.FaceResult, rows: list[dict], model) -> dict:
+    """`fdftnet predict --json`'s record, plus the image's verdict and its highest P(fake): fake when any face is,
+    else uncertain when any face is, else real."""
+    faces = [face_record(f.box, f.score, r) for f, r in zip(res.faces, rows)]
     top = max((f["p_fake"] for f in faces), default=None)
-    label = None if top is None else ("fake" if top >= t else "real")
+    verdicts = {f["verdict"] for f in faces}
+    label = next((v for v in ("fake", "uncertain", "real") if v in verdicts), None)
+    trust = getattr(model, "trust", None)
+    t = trust.threshold if trust is not None else float(model.threshold)
     return {"label": label, "p_fake": top, "threshold": round(t, 6), "file": name, "faces": faces,
-            "message": res.message}
+            "message": res.message, **model_notes(model)}
 
 
 @kept_for_page
@@ -128,17 +132,16 @@ def detect_image(image, choice: str = st.DEFAULT, session: dict | None = None, w
     limits.detection_threads()
     with limits.one_at_a_time(request, "detect"):
         photo, res = _faces(path, name, bool(whole), lab_budget(1), size, _photo_deadline())
-    t = float(model.threshold)
     crops = np.stack([f.crop for f in res.faces]) if res.faces else np.zeros((0, size, size, 3), np.uint8)
-    probs = predict_arrays(model, crops)
-    record = _record(name, res, probs, t)
-    colours = [view.FAKE_RGB if p >= t else view.REAL_RGB for p in probs]
+    verdicts = assess(model, crops)
+    record = _record(name, res, verdicts, model)
+    colours = [view.VERDICT_RGB[v["verdict"]] for v in verdicts]
     shown = draw_boxes(photo, [f.box for f in res.faces], [str(i) for i in range(1, len(crops) + 1)], colours)
     if not res.faces:
-        return record, None, shown, "", view.summary([], t, None), view.NO_FACE.format(min_px=F.MIN_FACE)
+        return record, None, shown, "", view.summary([], record, None), view.NO_FACE.format(min_px=F.MIN_FACE)
     heat, method = heatmap(model, crops)
-    rows = view.face_rows(crops, probs, t, [overlay(c, h) for c, h in zip(crops, heat)], method)
-    return record, record["p_fake"], shown, rows, view.summary(probs, t, res.message), ""
+    rows = view.face_rows(crops, verdicts, [overlay(c, h) for c, h in zip(crops, heat)], method)
+    return record, record["p_fake"], shown, rows, view.summary(verdicts, record, res.message), ""
 
 
 def detect_upload(image, choice: str, session: dict | None, whole: bool, request: gr.Request):
@@ -191,16 +194,16 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
     if not names:
         why = "; ".join(errors[:3]) or f"the request's {request_deadline.seconds:g} s time budget ran out"
         raise DataError(f"none of the {len(items)} files could be scored: {why}")
-    t = float(model.threshold)
     crops = [f.crop for r in results for f in r.faces]
-    probs = iter(predict_arrays(model, crops))
+    verdicts = iter(assess(model, crops))
     rows, shown = [], []
     for name, res in zip(names, results):
         for i, f in enumerate(res.faces, 1):
-            p = float(next(probs))
-            rows.append((name, i, ",".join(f"{v:.0f}" for v in f.box), round(p, 4), "fake" if p >= t else "real",
+            v = next(verdicts)
+            why = f" ({v['reason']})" if v["verdict"] == "uncertain" and v["reason"] else ""
+            rows.append((name, i, ",".join(f"{x:.0f}" for x in f.box), round(v["p_fake"], 4), v["verdict"] + why,
                          res.message or ""))
-            shown.append((f.crop, f"{name} #{i}: {p:.3f}"))
+            shown.append((f.crop, f"{name} #{i}: {v['verdict']}, {v['p_fake']:.3f}"))
         if not res.faces:
             rows.append((name, None, "", None, "no face", res.message or ""))
     df = pd.DataFrame(rows, columns=["file", "face", "box", "P(fake)", "verdict", "note"])
@@ -213,7 +216,7 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
         heat, method = heatmap(model, np.stack([c for c, _ in shown[:GALLERY_MAX]]))
         gallery = [(enlarge(overlay(c, h), max(1, 128 // size)), cap) for (c, cap), h in zip(shown, heat)]
     no_face = sum(not r.faces for r in results)
-    status = (f"{len(names)} images, {len(crops)} faces scored at threshold {t:.3f} with {st.describe(model)}"
+    status = (f"{len(names)} images, {len(crops)} faces scored with {st.describe(model)}"
               + (f"; **{no_face} with no face found** (tick the box to score them whole)" if no_face else "") + ".")
     if shown:
         status += "  \n" + view.LEGEND.format(method=method)

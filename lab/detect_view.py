@@ -14,7 +14,8 @@ from PIL import Image
 from fdftnet.card import card_metadata
 from fdftnet.explain import colour_scale
 
-FAKE_RGB, REAL_RGB = (214, 39, 40), (44, 160, 44)  # box and verdict colours
+FAKE_RGB, REAL_RGB, UNCERTAIN_RGB = (214, 39, 40), (44, 160, 44), (230, 145, 20)  # box and verdict colours
+VERDICT_RGB = {"fake": FAKE_RGB, "real": REAL_RGB, "uncertain": UNCERTAIN_RGB}
 FINETUNE_TAB = "Few-shot fine-tune"
 LEGEND = ("colour scale of the overlays: blue = where the model looked least, red = where it looked most "
           "(each face scaled to its own range; {method})")
@@ -60,44 +61,57 @@ def about(model_dir: str | None, kind: str, own: bool = False) -> str:
                    f"fine-tune first: see the **{FINETUNE_TAB}** tab.")
 
 
-def face_rows(crops, probs, threshold: float, overlays, method: str) -> str:
-    """An HTML table, one row per face: number, its crop (as the model saw it), P(fake), verdict, where it looked;
-    a legend."""
-    t = float(threshold)
+def face_rows(crops, verdicts: list[dict], overlays, method: str) -> str:
+    """An HTML table, one row per face: number, its crop (as the model saw it), P(fake), verdict and its reason, where
+    it looked; a legend."""
     side = int(np.asarray(crops[0]).shape[0]) if len(crops) else 64
     head = (f"<tr><th>#</th><th>the {side}×{side} crop the model saw</th><th>P(fake)</th>"
-            f"<th>verdict at threshold {t:.3f}</th><th>where it looked</th></tr>")
+            f"<th>verdict</th><th>where it looked</th></tr>")
     img = '<img src="{}" width="128" height="128" style="image-rendering: pixelated" alt="{}">'
     rows = []
-    for i, (crop, p, ov) in enumerate(zip(crops, probs, overlays), 1):
-        fake = float(p) >= t
-        colour = "rgb({},{},{})".format(*(FAKE_RGB if fake else REAL_RGB))
-        sign = "≥" if fake else "<"
+    for i, (crop, v, ov) in enumerate(zip(crops, verdicts, overlays), 1):
+        colour = "rgb({},{},{})".format(*VERDICT_RGB[v["verdict"]])
+        why = f"<br><small>{html.escape(v['reason'])}</small>" if v["verdict"] == "uncertain" and v["reason"] else ""
         rows.append(f'<tr class="face-row" data-face="{i}"><td><b>{i}</b></td>'
-                    f'<td>{img.format(_png(crop), f"face {i}")}</td><td class="p-fake">{float(p):.3f}</td>'
-                    f'<td style="color:{colour}"><b>{"FAKE" if fake else "REAL"}</b> ({float(p):.3f} {sign} {t:.3f})'
-                    f'</td><td>{img.format(_png(ov), f"face {i}: {method}")}</td></tr>')
+                    f'<td>{img.format(_png(crop), f"face {i}")}</td><td class="p-fake">{v["p_fake"]:.3f}</td>'
+                    f'<td style="color:{colour}"><b>{v["verdict"].upper()}</b>{why}</td>'
+                    f'<td>{img.format(_png(ov), f"face {i}: {method}")}</td></tr>')
     scale = f'<img src="{_png(colour_scale(160, 10))}" width="160" height="10" alt="colour scale">'
     legend = f'<p class="legend">{scale} {html.escape(LEGEND.format(method=method))}</p>'
     return f'<table class="faces">{head}{"".join(rows)}</table>{legend}'
 
 
-def summary(probs, threshold: float, message: str | None) -> str:
-    """The verdict line(s): per face P(fake) against the threshold, then what was left out."""
-    t = float(threshold)
+def tested_on(record: dict) -> str:
+    """The line shown with every verdict: what the model was tested on, and that other kinds are not covered."""
+    if not record.get("calibrated"):
+        return ("_This model is not calibrated: P(fake) is its raw score and there is no “uncertain” verdict. "
+                "It was tested only on the data its card names._")
+    fams = ", ".join(record.get("tested_on") or []) or "its own validation data"
+    return (f"_Tested on: {fams}. Other kinds of fakes (diffusion portraits, new face-swap tools) were not "
+            f"tested: treat its verdict on them as a guess._")
+
+
+def summary(verdicts: list[dict], record: dict, message: str | None) -> str:
+    """The verdict line(s): the photo's verdict, each face's verdict with P(fake) and reason, what the model was
+    tested on, then what was left out."""
     parts = []
-    if len(probs):
-        n_fake = sum(float(p) >= t for p in probs)
-        head = (f"### {'FAKE' if n_fake else 'REAL'}" if len(probs) == 1
-                else f"### {len(probs)} faces: {n_fake} look{'s' * (n_fake == 1)} fake")
-        faces = [f"face {i}: **{'fake' if float(p) >= t else 'real'}**, P(fake) = {float(p):.3f} "
-                 f"{'≥' if float(p) >= t else '<'} threshold {t:.3f}" for i, p in enumerate(probs, 1)]
-        parts += [head, " · ".join(faces)]
+    if len(verdicts):
+        n = {k: sum(v["verdict"] == k for v in verdicts) for k in ("fake", "uncertain", "real")}
+        if len(verdicts) == 1:
+            head = f"### {verdicts[0]['verdict'].upper()}"
+        else:
+            head = (f"### {len(verdicts)} faces: {n['fake']} fake, {n['uncertain']} uncertain, {n['real']} real")
+        t = record["threshold"]  # an uncalibrated model's verdict is its threshold's: say it
+        faces = [f"face {i}: **{v['verdict']}**, P(fake) = {v['p_fake']:.3f}"
+                 + (f" ({v['reason']})" if v["verdict"] == "uncertain" and v["reason"] else "")
+                 + ("" if record.get("calibrated") else f" {'≥' if v['fake'] else '<'} threshold {t:.3f}")
+                 for i, v in enumerate(verdicts, 1)]
+        parts += [head, " · ".join(faces), tested_on(record)]
     if message:
         parts.append(f"_{message}_")
     return "  \n".join(parts)
 
 
 NO_FACE = ("**No face found** (faces under {min_px} px are ignored). The model judges face crops; tick "
-           "**score the whole image anyway** to score the whole picture, squashed to the model's crop size (that verdict means "
-           "little for anything but a face crop).")
+           "**score the whole image anyway** to score the whole picture, squashed to the model's crop size (that "
+           "verdict means little for anything but a face crop).")

@@ -15,7 +15,9 @@ from fdftnet.data import DataError
 from fdftnet.inference import evaluate
 from fdftnet.metrics import jsonable
 from fdftnet.models import crop_size_of
+from fdftnet.checkpoint import load_model
 from fdftnet.train import TrainConfig, finetune, load_data
+from fdftnet.trust import fit_trust
 
 from . import limits, methods, plots
 from . import state as st
@@ -164,8 +166,12 @@ def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, 
     finally:
         gen.close()
     progress(1.0, desc="evaluating on the hold-out")
-    val = load_data(cfg, size=size)[1]  # the run's own hold-out (reals only: with its fixed self-blends)
+    train, val = load_data(cfg, size=size)  # the run's own hold-out (reals only: with its fixed self-blends)
     base_m = evaluate(st.get_model(base, session=session), val)
+    # recalibrated on the visitor's hold-out (P(fake), the uncertain band) with its training faces as the OOD bank,
+    # written beside the weights before the model is cached, so Detect's verdicts use it
+    fit_trust(load_model(cfg.out), val, train, fitted_on="this upload's hold-out",
+              tested_on=[{"family": "your upload's hold-out", "n": len(val)}]).save(cfg.out)
     model = st.get_model(cfg.out, session=session)  # cached now, so Detect uses it at once
     ft_m = evaluate(model, val)
     if sid in st.CANCELLED:  # Cancel came after the last epoch: keep the promise that nothing is added

@@ -135,9 +135,9 @@ def test_predict_whole_image_json_lines(offline, shipped, tmp_path, capsys):
     records = [json.loads(line) for line in out.splitlines()]  # every line is JSON: no header
     assert [r["file"] for r in records] == [good, str(bad), square]
     for r, box in zip(records[::2], ([20.0, 0.0, 80.0, 60.0], [0.0, 0.0, 64.0, 64.0])):
-        assert set(r) == {"file", "faces", "message"} and r["message"] is None
+        assert set(r) == {"file", "faces", "message", "calibrated", "tested_on"} and r["message"] is None
         (face,) = r["faces"]
-        assert set(face) == {"box", "score", "p_fake", "fake"} and face["box"] == box and face["score"] is None
+        assert set(face) == {"box", "score", "p_fake", "fake", "verdict", "reason"} and face["box"] == box and face["score"] is None
         assert 0 <= face["p_fake"] <= 1 and isinstance(face["fake"], bool)
     thr = float(__import__("fdftnet").load_model(shipped / "fdftnet").threshold)
     assert all(f["fake"] == (f["p_fake"] >= thr) for r in records for f in r["faces"])
@@ -173,7 +173,8 @@ def test_predict_finds_each_face(offline, photos, capsys):
         x0, y0, x1, y1 = face["box"]
         assert x + 160 < x0 < x + 200 and x + 250 < x1 < x + 290 and 44 + 40 < y0 < 44 + 90, face
         assert face["score"] > 0.95 and 0 <= face["p_fake"] <= 1 and isinstance(face["fake"], bool)
-    assert blank == {"file": photos["blank"], "faces": [], "message": "no face found"}  # and exit status 0
+    assert blank == {"file": photos["blank"], "faces": [], "message": "no face found", "calibrated": False,
+                     "tested_on": []}  # and exit status 0
     assert banner["faces"] == [] and "aspect ratio" in banner["message"]
 
 

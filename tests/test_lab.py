@@ -178,9 +178,12 @@ def test_finetune_as_a_function_then_detect_with_it(lab):
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
         assert {"config.json", "model.safetensors"} <= set(names) and not any(n.startswith("last/") for n in names)
+        assert {"calibration.json", "ood.safetensors"} <= set(names)  # recalibrated on the upload's hold-out
     model = session["models"][0]
     assert model["dir"] in [v for _, v in st.model_choices(session)]
-    assert 0 <= detect.detect_image(lab.fake, model["dir"])[1] <= 1  # usable in Detect at once
+    record = detect.detect_image(lab.fake, model["dir"])[0]
+    assert 0 <= record["p_fake"] <= 1 and record["calibrated"]  # usable in Detect at once, with its calibration
+    assert record["tested_on"] == ["your upload's hold-out"]
     # Compare sees it next to the bench results; the sweep runs on its hold-out
     upd = compare.refresh(session, None, None)
     assert "session upload #1" in upd[0]["choices"]

@@ -52,7 +52,7 @@ def expected_box(x, y, side):
 def test_two_faces_two_rows_with_boxes_on_them(lab, photos):  # noqa: F811
     from lab import detect, detect_view as view
     record, top, shown, rows, verdict, status = detect.detect_image(photos["two"], "default")
-    assert [set(f) for f in record["faces"]] == [{"box", "score", "p_fake", "fake"}] * 2  # predict --json's shape
+    assert [set(f) for f in record["faces"]] == [{"box", "score", "p_fake", "fake", "verdict", "reason"}] * 2  # predict's
     for face, place in zip(record["faces"], PLACES):
         assert np.abs(np.array(face["box"]) - expected_box(*place)).max() < 0.1 * place[2]
         assert 0 <= face["p_fake"] <= 1 and face["fake"] == (face["p_fake"] >= record["threshold"])
@@ -62,10 +62,10 @@ def test_two_faces_two_rows_with_boxes_on_them(lab, photos):  # noqa: F811
     assert shown.shape == (480, 800, 3)
     for face in record["faces"]:
         x0, y0, x1, y1 = (round(v) for v in face["box"])
-        colour = view.FAKE_RGB if face["fake"] else view.REAL_RGB
+        colour = view.VERDICT_RGB[face["verdict"]]
         assert (np.abs(shown[(y0 + y1) // 2, x0 - 1:x0 + 2].astype(int) - colour).sum(1) < 30).any()
     assert len(re.findall(r'class="face-row"', rows)) == 2 and rows.count("data:image/png;base64") == 2 * 2 + 1
-    assert "threshold" in rows and "colour scale" in rows
+    assert "colour scale" in rows and rows.count("<b>FAKE</b>") + rows.count("<b>REAL</b>") == 2
     assert "2 faces" in verdict and verdict.count("P(fake) =") == 2 and "confidence" not in verdict + rows
 
 

@@ -59,7 +59,7 @@ def test_predict_cuts_the_face_straight_to_the_models_crop_size(tmp_path, monkey
     brought back up to 128 (the detour that lost a generated face's traces)."""
     pytest.importorskip("facenet_pytorch")
     skdata = pytest.importorskip("skimage.data")
-    import fdftnet.inference
+    import fdftnet.trust
     from fdftnet import faces
     from fdftnet.predict import predict_file
 
@@ -68,9 +68,8 @@ def test_predict_cuts_the_face_straight_to_the_models_crop_size(tmp_path, monkey
     Image.fromarray(photo).save(tmp_path / "big.png")
     model = BaselineDetector(backbone="squeezenet", input_size=128, crop_size=128).eval()
     seen = []
-    real = fdftnet.inference.predict_arrays
-    monkeypatch.setattr(fdftnet.inference, "predict_arrays", lambda m, arrays, **kw: seen.append(arrays) or real(
-        m, arrays, **kw))
+    real = fdftnet.trust.assess
+    monkeypatch.setattr(fdftnet.trust, "assess", lambda m, crops: seen.append(crops) or real(m, crops))
     torch.set_num_threads(1)
     record = predict_file(model, str(tmp_path / "big.png"))
     assert len(record["faces"]) == 1 and len(seen) == 1

@@ -1,0 +1,119 @@
+"""fdftnet.trust (issue #32): calibrated P(fake), the uncertain band, the out-of-distribution check, and their
+place in a checkpoint (calibration.json, ood.safetensors) and in `predict`'s records."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_image_folder
+from fdftnet.checkpoint import load_model, save_checkpoint
+from fdftnet.cli import main
+from fdftnet.trust import (CALIBRATION_NAME, OOD_NAME, OODScorer, calibrated, choose_band, ece, fit_platt,
+                           load_trust)
+
+
+def test_platt_scaling_recovers_the_true_calibration_and_lowers_ece():
+    rng = np.random.default_rng(0)
+    m = rng.normal(0, 3, 4000)
+    y = (rng.uniform(size=4000) < 1 / (1 + np.exp(-(0.5 * m - 1.0)))).astype(int)  # true P = sigmoid(0.5 m - 1)
+    a, b = fit_platt(m, y)
+    assert abs(a - 0.5) < 0.08 and abs(b + 1.0) < 0.15
+    raw = 1 / (1 + np.exp(-m))
+    assert ece(calibrated(m, a, b), y) < 0.03 < ece(raw, y)
+
+
+def test_the_band_makes_each_confident_verdict_right_often_enough():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(size=3000)
+    y = (rng.uniform(size=3000) < p).astype(int)  # calibrated by construction
+    lo, hi = choose_band(p, y, threshold=0.5, target=0.9)
+    assert lo <= 0.5 <= hi
+    assert y[p >= hi].mean() >= 0.9 and (1 - y[p <= lo]).mean() >= 0.9
+    assert 0.05 < lo < 0.2 and 0.8 < hi < 0.95  # about where the truth says: P >= 0.9 on average above it
+    assert choose_band(np.full(10, 0.5), np.array([0, 1] * 5), 0.5) == (0.0, 1.0)  # no confident side at all
+
+
+@pytest.mark.parametrize("method", ["knn", "mahalanobis"])
+def test_the_ood_distance_grows_away_from_the_bank(method):
+    g = torch.Generator().manual_seed(0)
+    bank = torch.randn(400, 16, generator=g) + 3.0
+    labels = torch.arange(400) % 2
+    scorer = OODScorer(method, bank, labels)
+    near = scorer(torch.randn(50, 16, generator=g) + 3.0)
+    far = scorer(torch.randn(50, 16, generator=g) * 3 - 4.0)
+    assert np.median(far) > 1.5 * np.median(near)
+    again = OODScorer.from_tensors(method, scorer.tensors())
+    assert np.allclose(again(torch.ones(2, 16)), scorer(torch.ones(2, 16)), atol=1e-2)
+
+
+@pytest.fixture(scope="module")
+def calibrated_model(tmp_path_factory, tiny_baseline_dir):
+    """The conftest's tiny baseline, copied and calibrated on its synthetic validation split."""
+    import shutil
+    d = tmp_path_factory.mktemp("cal") / "model"
+    shutil.copytree(tiny_baseline_dir, d)
+    return d
+
+
+def test_calibrate_command_writes_the_files_and_predict_says_so(calibrated_model, synthetic_images, tmp_path,
+                                                                capsys):
+    root = str(synthetic_images)
+    assert main(["calibrate", "--model", str(calibrated_model), "--val", f"{root}:validation",
+                 "--bank", f"{root}:train", "--test", f"synthetic fakes={root}:test", "--json",
+                 str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "ECE" in printed and "synthetic fakes" in printed
+    cal = json.loads((calibrated_model / CALIBRATION_NAME).read_text())
+    assert cal["ood_method"] == "knn" and (calibrated_model / OOD_NAME).is_file()
+    assert cal["fitted_on"]["ece_after"] <= cal["fitted_on"]["ece_before"] + 1e-9
+    assert cal["tested_on"][0]["family"] == "synthetic fakes"
+    report = json.loads((tmp_path / "r.json").read_text())["tests"]["synthetic fakes"]
+    assert report["unlike_training_share"] < 0.2  # the test split is the training faces' kind
+    model = load_model(calibrated_model)
+    assert model.trust is not None and model.trust.ood is not None
+    # predict's records carry the calibrated verdicts and what the model was tested on
+    from PIL import Image
+
+    from fdftnet.predict import predict_file
+    face = next((synthetic_images / "test" / "fake").iterdir())
+    rec = predict_file(model, str(face))
+    assert rec["calibrated"] and rec["tested_on"] == ["synthetic fakes"]
+    assert rec["faces"][0]["verdict"] in ("fake", "real", "uncertain")
+    # a kind of image the model never met is "unlike the training data"
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(noise)
+    out = predict_file(model, str(noise))["faces"][0]
+    assert out["verdict"] == "uncertain" and out["reason"] == "unlike the training data"
+
+
+def test_new_weights_drop_a_stale_calibration(calibrated_model, tmp_path):
+    import shutil
+    d = tmp_path / "m"
+    shutil.copytree(calibrated_model, d)
+    assert load_trust(d) is not None
+    save_checkpoint(load_model(d), d)  # e.g. a resumed run saving its next best epoch
+    assert load_trust(d) is None and not (d / OOD_NAME).exists()
+
+
+def test_a_broken_calibration_file_is_ignored_not_fatal(calibrated_model, tmp_path):
+    import shutil
+    d = tmp_path / "m"
+    shutil.copytree(calibrated_model, d)
+    (d / CALIBRATION_NAME).write_text('{"a": "nan-ish", "b": []}')
+    assert load_model(d).trust is None
+
+
+def test_an_unseen_family_is_flagged_more_than_the_models_own(tmp_path, tiny_baseline_dir, synthetic_images):
+    """The held-out-family check in miniature: faces with another fake cue than training's are flagged (uncertain
+    or called fake) far more often than the model's own test faces."""
+    import shutil
+
+    from fdftnet.trust import calibrate_checkpoint
+    d = tmp_path / "m"
+    shutil.copytree(tiny_baseline_dir, d)
+    other = make_image_folder(tmp_path / "other", {"test": 32}, size=96, seed=7)  # other size, other statistics
+    root = str(synthetic_images)
+    r = calibrate_checkpoint(str(d), [f"{root}:validation"], [f"{root}:train"],
+                             {"own": f"{root}:test", "other": f"{other}:test"})
+    assert r["tests"]["other"]["unlike_training_share"] > r["tests"]["own"]["unlike_training_share"]
