@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .data import to_tensor
 
-__all__ = ["heatmap", "grad_cam", "overlay", "enlarge", "decide", "colour_scale", "draw_boxes"]
+__all__ = ["heatmap", "grad_cam", "overlay", "enlarge", "decide", "colour_scale", "draw_boxes", "tag_places"]
 
 
 def _normalise(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -84,8 +84,10 @@ def colour_scale(width: int = 256, height: int = 12) -> np.ndarray:
 def draw_boxes(image: np.ndarray, boxes, labels, colours, max_side: int = 1024) -> np.ndarray:
     """A display copy of an (H, W, 3) uint8 photo, at most `max_side` px, with labelled boxes.
 
-    boxes: (x0, y0, x1, y1) in photo pixels; labels: short texts (face numbers) drawn in a filled tag
-    at each box's top-left corner; colours: an RGB tuple per box. Lines and text scale with the shown size.
+    boxes: (x0, y0, x1, y1) in photo pixels; labels: short texts (face numbers) drawn in a filled tag; colours: an
+    RGB tuple per box. Lines and text scale with the shown size. Every box is drawn before any tag, and each tag
+    takes the first of its box's corners (above, then inside) where it overlaps no tag already placed, so the
+    numbers of overlapping faces in a group photo stay readable (`tag_places`).
     """
     h, w = image.shape[:2]
     s = min(1.0, max_side / max(h, w))
@@ -96,15 +98,42 @@ def draw_boxes(image: np.ndarray, boxes, labels, colours, max_side: int = 1024) 
     side = max(img.size)
     line = max(2, round(side / 200))
     font = ImageFont.load_default(size=max(14, round(side / 28)))
-    for box, text, colour in zip(boxes, labels, colours):
-        x0, y0, x1, y1 = (float(v) * s for v in box)
-        draw.rectangle((x0, y0, x1, y1), outline=tuple(colour), width=line)
+    pad = line + 1
+    shown = [tuple(float(v) * s for v in box) for box in boxes]
+    for box, colour in zip(shown, colours):
+        draw.rectangle(box, outline=tuple(colour), width=line)
+    sizes = []
+    for text in labels:
         l, t, r, b = draw.textbbox((0, 0), str(text), font=font)
-        pad = line + 1
-        tx, ty = x0, max(0.0, y0 - (b - t) - 2 * pad)  # above the box; inside it at the photo's top edge
-        draw.rectangle((tx, ty, tx + (r - l) + 2 * pad, ty + (b - t) + 2 * pad), fill=tuple(colour))
+        sizes.append((r - l + 2 * pad, b - t + 2 * pad, l, t))
+    for (tx, ty), (tw, th, l, t), text, colour in zip(tag_places(shown, [sz[:2] for sz in sizes], img.size),
+                                                     sizes, labels, colours):
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=tuple(colour))
         draw.text((tx + pad - l, ty + pad - t), str(text), fill=(255, 255, 255), font=font)
     return np.asarray(img)
+
+
+def tag_places(boxes, sizes, image_size) -> list[tuple[float, float]]:
+    """Top-left corners of one (w, h) tag per box: the first candidate (above the box at its left, then right
+    corner; below it; inside its top corners) that stays in the image and overlaps no earlier tag; the least
+    overlapping one when every candidate does."""
+    W, H = image_size
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+
+    def overlap(a, b) -> float:
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    for (x0, y0, x1, y1), (tw, th) in zip(boxes, sizes):
+        cands = [(x0, y0 - th), (x1 - tw, y0 - th), (x0, y1), (x1 - tw, y1), (x0, y0), (x1 - tw, y0),
+                 (x0, y1 - th), (x1 - tw, y1 - th)]
+        cands = [(min(max(0.0, x), max(0.0, W - tw)), min(max(0.0, y), max(0.0, H - th))) for x, y in cands]
+        rects = [(x, y, x + tw, y + th) for x, y in cands]
+        costs = [sum(overlap(r, p) for p in placed) for r in rects]
+        best = next((i for i, c in enumerate(costs) if c == 0), int(np.argmin(costs)))
+        placed.append(rects[best])
+        out.append(cands[best])
+    return out
 
 
 def enlarge(image: np.ndarray, scale: int = 4) -> np.ndarray:

@@ -120,7 +120,8 @@ def face_record(box, score: float | None, row: dict) -> dict:
 def model_notes(model) -> dict:
     """What every record says of the model: calibrated or not, and the families of fakes it was tested on."""
     trust = getattr(model, "trust", None)
-    tested = [t["family"] for t in trust.tested_on] if trust is not None else []
+    tested = [f"{t['family']} (AUROC {t['auroc']:.2f})" if isinstance(t.get("auroc"), (int, float)) else t["family"]
+              for t in trust.tested_on] if trust is not None else []
     return {"calibrated": trust is not None, "tested_on": tested}
 
 

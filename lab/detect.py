@@ -19,7 +19,7 @@ import pandas as pd
 from fdftnet import faces as F
 from fdftnet.archive import extract_images_zip
 from fdftnet.data import DataError
-from fdftnet.data.images import BudgetError, DecodeBudget
+from fdftnet.data.images import DecodeBudget, decode_pixels
 from fdftnet.explain import draw_boxes, enlarge, heatmap, overlay
 from fdftnet.models import crop_size_of
 from fdftnet.predict import face_detector_needed, face_record, model_notes
@@ -36,6 +36,47 @@ ZIP_BYTES = 64 * 2**20  # uncompressed bytes per zip in a request
 WHOLE = "score the whole image anyway (no face detection: its centre square, resized to the model's crop size)"
 _ERRORS: "OrderedDict[str, str]" = OrderedDict()  # session hash -> its last refused request's message
 _LOCK = threading.Lock()
+
+
+LIMITS_LINE = ("at most {images} images and {mpx:g} Mpx in all, each photo up to {photo_mpx:g} Mpx, and what fits in "
+               "{seconds:g} s of work on this server")
+
+
+def batch_seconds() -> float:
+    """The work one /detect_many request may do (s): FDFTNET_BATCH_SECONDS, default 15 on a public server (its
+    share of a busy machine), 600 elsewhere."""
+    raw = os.environ.get("FDFTNET_BATCH_SECONDS")
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return 15.0 if limits.public() else 600.0
+
+
+def limits_now() -> dict:
+    b = lab_budget()
+    return {"images": MAX_FILES, "mpx": b.total_pixels / 1e6, "photo_mpx": b.max_pixels / 1e6,
+            "seconds": batch_seconds()}
+
+
+def plan_batch(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(the images this request will look at, in upload order; the names of those over its limits), from their
+    headers alone: at most MAX_FILES images and lab_budget's pixels in all (an image over the per-photo cap is
+    left to its decode, which refuses it in one line)."""
+    b = lab_budget()
+    keep, over, pixels = [], [], 0
+    for path, name in items:
+        px = decode_pixels(path, max_side=F.MAX_DETECT_SIDE) or 0
+        fits = px > b.max_pixels or pixels + px <= b.total_pixels
+        if len(keep) < MAX_FILES and fits:
+            keep.append((path, name))
+            pixels += px if px <= b.max_pixels else 0
+        else:
+            over.append(name)
+    return keep, over
+
+
+def _names(names: list[str], n: int = 10) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def lab_budget(max_images: int = MAX_FILES) -> DecodeBudget:
@@ -131,7 +172,8 @@ def detect_image(image, choice: str = st.DEFAULT, session: dict | None = None, w
     size = crop_size_of(model)
     limits.detection_threads()
     with limits.one_at_a_time(request, "detect"):
-        photo, res = _faces(path, name, bool(whole), lab_budget(1), size, _photo_deadline())
+        request_deadline = F.Deadline(float(limits.setting("FDFTNET_REQUEST_SECONDS")), "this request")
+        photo, res = _faces(path, name, bool(whole), lab_budget(1), size, _photo_deadline(request_deadline))
     crops = np.stack([f.crop for f in res.faces]) if res.faces else np.zeros((0, size, size, 3), np.uint8)
     verdicts = assess(model, crops)
     record = _record(name, res, verdicts, model)
@@ -166,34 +208,35 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
     budget, size = lab_budget(), crop_size_of(model)
     limits.detection_threads()
     names, results, errors, late = [], [], [], []
-    request_deadline = F.Deadline(float(limits.setting("FDFTNET_REQUEST_SECONDS")), "this request")
+    request_deadline = F.Deadline(batch_seconds(), "this request")
     with limits.one_at_a_time(request, "detect"), \
             tempfile.TemporaryDirectory(prefix="detect-", dir=folder) as work:  # extractions go with the request
-        items = []
+        items, unopened = [], []
         for f in files:
-            if f.lower().endswith(".zip"):
+            if len(items) >= MAX_FILES:  # nothing more is extracted: listed as over the limit
+                unopened.append(os.path.basename(f))
+            elif f.lower().endswith(".zip"):
                 items += extract_images_zip(f, Path(work) / f"zip{len(items)}", max_files=MAX_FILES,
                                             max_total_bytes=ZIP_BYTES)
             else:
                 items.append((f, os.path.basename(f)))
-            if len(items) > MAX_FILES:
-                raise DataError(f"more than {MAX_FILES} images in one request; send fewer at a time")
+        items, over = plan_batch(items)  # from the headers alone, before any decoding
+        over += unopened
         for i, (path, name) in enumerate(items):
             if request_deadline.left() <= 0:  # the request's time is up: what is left is listed, not looked at
                 late = [n for _, n in items[i:]]
                 break
-            try:  # BudgetError stops the request
+            try:
                 results.append(_faces(path, name, bool(whole), budget, size, _photo_deadline(request_deadline))[1])
                 names.append(name)
-            except BudgetError:
-                raise
             except F.DetectionTimeout as e:
                 errors.append(f"{name}: {e}")
-            except DataError as e:  # FaceError (an extreme aspect ratio) included
+            except DataError as e:  # FaceError (an extreme aspect ratio) and a budget refusal included
                 errors.append(str(e))
     if not names:
-        why = "; ".join(errors[:3]) or f"the request's {request_deadline.seconds:g} s time budget ran out"
-        raise DataError(f"none of the {len(items)} files could be scored: {why}")
+        why = "; ".join(errors[:3]) or (f"the request's {request_deadline.seconds:g} s time budget ran out" if late
+                                        else f"all are over this request's limits ({LIMITS_LINE.format(**limits_now())})")
+        raise DataError(f"none of the {len(items) + len(over)} files could be scored: {why}")
     crops = [f.crop for r in results for f in r.faces]
     verdicts = iter(assess(model, crops))
     rows, shown = [], []
@@ -222,10 +265,12 @@ def detect_many(files, choice: str, session: dict, whole: bool = False, request:
         status += "  \n" + view.LEGEND.format(method=method)
     if errors:
         status += f"  \n**{len(errors)} skipped:** " + "; ".join(errors)
+    if over:
+        status += (f"  \n**{len(over)} not scored, over this request's limits** ({LIMITS_LINE.format(**limits_now())}):"
+                   f" {_names(over)}; send them in another request.")
     if late:
-        shown_late = ", ".join(late[:10]) + (f" and {len(late) - 10} more" if len(late) > 10 else "")
-        status += (f"  \n**Time budget reached** ({request_deadline.seconds:g} s a request): {len(late)} images not "
-                   f"looked at ({shown_late}); send them in another request.")
+        status += (f"  \n**Time budget reached** ({request_deadline.seconds:g} s of work a request): {len(late)} "
+                   f"images not looked at ({_names(late)}); send them in another request.")
     return df, str(csv), gallery, status, session
 
 
@@ -257,7 +302,10 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
         with gr.Accordion("JSON (what the /detect API returns)", open=False):
             record = gr.JSON(label="faces")
     with gr.Tab("Many images or a zip"):
-        files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images and/or zips of images")
+        files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images and/or zips of images",
+                        height=220)  # a long file list scrolls inside the box instead of stretching the page
+        gr.Markdown(f"Each request scores {LIMITS_LINE.format(**limits_now())}; the rest are listed, not scored, "
+                    "so you can send them again.", elem_id="many-limits")
         whole_many = gr.Checkbox(False, label=WHOLE)
         many_btn = gr.Button("Detect all", variant="primary")
         many_status = gr.Markdown(label="status", elem_id="many-status")

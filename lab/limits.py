@@ -25,8 +25,9 @@ __all__ = ["DEFAULTS", "setting", "public", "client_of", "one_at_a_time", "Train
 # name -> (default, what it bounds); docs/lab.md's table is checked against this (tests/test_docs.py)
 DEFAULTS = {
     "FDFTNET_DETECT_SECONDS": (5.0, "face finding in one photo (s); past it the photo is refused in one line"),
-    "FDFTNET_REQUEST_SECONDS": (10.0, "one /detect or /detect_many request (s); a batch scores what fits and lists "
-                                      "the rest as skipped"),
+    "FDFTNET_REQUEST_SECONDS": (10.0, "one /detect request (s)"),
+    "FDFTNET_BATCH_SECONDS": (None, "one /detect_many request (s); it scores what fits and lists the rest (default "
+                                    "15 on a public server, 600 elsewhere)"),
     "FDFTNET_SWEEP_MAX_RUNS": (40, "runs of one compare-methods sweep (k values x methods x seeds)"),
     "FDFTNET_SWEEP_MAX_MINUTES": (15.0, "estimated minutes of one sweep; a sweep still running at twice this stops "
                                         "and keeps what it finished"),

@@ -43,3 +43,17 @@ def test_overlay_enlarge_decide():
     assert decide(0.1, 0.4) == ("real", pytest.approx(0.75))
     assert decide(0.4, 0.4) == ("fake", 0.0)
     assert decide(1.0, 0.0)[0] == "fake" and decide(0.0, 1.0)[0] == "real"
+
+
+def test_tags_of_overlapping_faces_do_not_cover_each_other():
+    """A group photo's boxes 4 and 5 overlapped and their numbers could not be read (issue #32.2)."""
+    from fdftnet.explain import draw_boxes, tag_places
+    boxes = [(100, 100, 200, 200), (110, 105, 210, 205), (120, 95, 215, 195), (0, 0, 60, 60)]
+    sizes = [(30, 20)] * 4
+    rects = [(x, y, x + 30, y + 20) for x, y in tag_places(boxes, sizes, (400, 300))]
+    for i, a in enumerate(rects):
+        assert 0 <= a[0] and a[2] <= 400 and 0 <= a[1] and a[3] <= 300  # in the picture
+        for b in rects[i + 1:]:
+            assert min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1]), (a, b)
+    shown = draw_boxes(np.full((300, 400, 3), 128, np.uint8), boxes, ["1", "2", "3", "4"], [(200, 0, 0)] * 4)
+    assert shown.shape == (300, 400, 3)

@@ -79,12 +79,34 @@ def test_a_photo_over_the_detection_budget_is_one_line(lab, tiled_faces, monkeyp
 
 def test_a_batch_over_the_request_budget_scores_what_fits_and_lists_the_rest(lab, monkeypatch):
     from lab import detect, state as st
-    monkeypatch.setenv("FDFTNET_REQUEST_SECONDS", "0")
+    monkeypatch.setenv("FDFTNET_BATCH_SECONDS", "0")
     with pytest.raises(gr.Error, match="none of the 2 files could be scored: the request's 0 s time budget"):
         detect.detect_many([lab.real, lab.fake], "default", st.new_session())
-    monkeypatch.setenv("FDFTNET_REQUEST_SECONDS", "60")
+    monkeypatch.setenv("FDFTNET_BATCH_SECONDS", "60")
     df, _, _, status, _ = detect.detect_many([lab.real, lab.fake], "default", st.new_session())
     assert len(df) == 2 and "Time budget reached" not in status
+
+
+def test_batch_limits_are_checked_from_the_headers_before_any_work(lab, monkeypatch, tmp_path):
+    """120 photos gave 2.5 min of work, then a refusal blaming one file (issue #32.3): now the images over the
+    request's pixel limit are set aside before any decoding, the rest scored, the skipped named."""
+    from lab import detect, state as st
+    big = []
+    for i in range(3):
+        p = tmp_path / f"photo{i}.png"
+        Image.fromarray(np.full((1000, 1000, 3), 100 + i, np.uint8)).save(p)  # 1 Mpx each
+        big.append(str(p))
+    monkeypatch.setattr(detect, "lab_budget", lambda max_images=detect.MAX_FILES: detect.DecodeBudget(
+        max_pixels=2_000_000, total_pixels=2_500_000, max_images=max_images))
+    keep, over = detect.plan_batch([(p, Path(p).name) for p in big])
+    assert [n for _, n in keep] == ["photo0.png", "photo1.png"] and over == ["photo2.png"]
+    decoded = []
+    real_faces = detect._faces
+    monkeypatch.setattr(detect, "_faces", lambda path, *a, **k: decoded.append(path) or real_faces(path, *a, **k))
+    df, _, _, status, _ = detect.detect_many(big, "default", st.new_session())
+    assert decoded == big[:2]  # the third was never opened past its header
+    assert "**1 not scored, over this request's limits** (at most 500 images and 2.5 Mpx in all" in status
+    assert "photo2.png" in status
 
 
 # ----------------------------------------------------------------------------------------------

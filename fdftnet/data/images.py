@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageOps
 
 __all__ = [
-    "DataError", "BudgetError", "DecodeBudget", "charge_headers", "MAX_PIXELS", "MIN_SIDE", "IMAGE_EXTENSIONS",
+    "DataError", "BudgetError", "DecodeBudget", "charge_headers", "decode_pixels", "MAX_PIXELS", "MIN_SIDE", "IMAGE_EXTENSIONS",
     "load_image", "decode_all", "to_uint8_tensor", "to_float", "to_tensor",
 ]
 
@@ -170,6 +170,18 @@ def _plan(img: Image.Image, size: int | None, name: str, budget: DecodeBudget | 
             raise BudgetError(f"{name}: too many pixels for this server ({w}x{h} > {budget.max_pixels:,})")
         budget.charge(name, w * h)
     return sparse
+
+
+def decode_pixels(path, max_side: int | None = None) -> int | None:
+    """The pixels `load_image(path, size=None, max_side=max_side)` would decode, read from the header alone (a big
+    JPEG at its DCT scale); None for a file that is not a usable image (its decode will say why)."""
+    b = DecodeBudget(max_pixels=MAX_PIXELS, total_pixels=float("inf"), max_images=1)
+    try:
+        with Image.open(path, formats=_FORMATS) as img:
+            _plan(img, None, os.path.basename(str(path)), b, os.path.getsize(path), max_side)
+    except Exception:  # noqa: BLE001 - not an image, or a lying one: the real decode reports it
+        return None
+    return b.pixels
 
 
 def charge_headers(paths: Sequence, budget: DecodeBudget, size: int = 64) -> None:
