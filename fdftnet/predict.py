@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 __all__ = ["DEFAULT", "DEFAULT_BASELINE", "checkpoints_root", "shipped_model", "resolve_model", "predict_file",
+           "list_checkpoints", "expand_inputs",
            "record_rows", "ROW_HEADER", "face_detector_needed"]
 
 DEFAULT, DEFAULT_BASELINE = "default", "default-baseline"  # the lab's names for the two shipped checkpoints
@@ -82,6 +83,35 @@ def resolve_model(name: str | None, revision: str | None = None, cache_dir: str 
         raise CheckpointError(f"{name!r} is not a checkpoint folder and not in the Hub cache, and HF_HUB_OFFLINE "
                               f"is set (unset it to download)")
     return name
+
+
+def list_checkpoints() -> list[dict]:
+    """The checkpoints `--model` accepts by name: default, default-baseline, then every folder of checkpoints/
+    (name, kind, backbone, crop and input size, calibrated or not, its test AUROC from eval.json)."""
+    from .models import CheckpointError, read_config
+    root = checkpoints_root()
+    defaults = {}
+    for name, kind in _KINDS.items():
+        try:
+            defaults[name] = shipped_model(kind).name
+        except CheckpointError:
+            pass
+    rows = []
+    for d in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        try:
+            cfg = read_config(d)
+        except CheckpointError:
+            continue
+        try:
+            ev = json.loads((d / "eval.json").read_text())
+            auroc = f"{ev['auroc']:.3f} ({ev.get('data', '?')} {ev.get('split', '')})".strip()
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            auroc = None
+        rows.append({"name": d.name, "kind": cfg["model_type"], "backbone": cfg["backbone"],
+                     "crop_size": cfg.get("crop_size", 64), "input_size": cfg.get("input_size", 64),
+                     "calibrated": (d / "calibration.json").is_file(), "test_auroc": auroc,
+                     "aliases": [a for a, n in defaults.items() if n == d.name]})
+    return rows
 
 
 # ----------------------------------------------------------------------------- files -> records
@@ -160,6 +190,23 @@ def _faces(path: str, max_faces: int | None, min_size: int | None, size: int):
     except F.FaceError as e:  # an extreme aspect ratio, say: a property of the photo, reported like "no face"
         return [], [], [], str(e)
     return [f.box for f in res.faces], [f.score for f in res.faces], [f.crop for f in res.faces], res.message
+
+
+def expand_inputs(paths: list[str]) -> list[str]:
+    """Image files for `predict`: each file as given, each folder's image files (recursive, sorted); a path that does
+    not exist is kept, so its own one-line error names it."""
+    from .data import IMAGE_EXTENSIONS
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and not f.name.startswith(".")
+                           and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ValueError(f"{p}: a folder with no image files ({' '.join(IMAGE_EXTENSIONS)})")
+            out += found
+        else:
+            out.append(p)
+    return out
 
 
 def record_rows(record: dict) -> str:

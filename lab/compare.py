@@ -136,10 +136,11 @@ def sweep_datasets(session: dict | None) -> dict[str, tuple[str, list[str]]]:
 
 
 @st.guard
-def run_sweep(chosen: list | None = None, dataset: str | None = None, split: str = "test", limit: int = 50,
-              kinds: list | None = None, session: dict | None = None, request: gr.Request = None,
-              progress=gr.Progress()):
+def run_sweep(models: list | None = None, dataset: str | None = None, split: str = "test",
+              images_per_class: int = 50, corruptions: list | None = None, session: dict | None = None,
+              request: gr.Request = None, progress=gr.Progress()):
     """Robustness sweep: AUROC of the chosen models under JPEG, blur, down-scaling and noise, on a dataset by name."""
+    chosen, limit, kinds = models, images_per_class, corruptions  # the API's names, the code's
     if not chosen:
         raise ValueError("pick at least one model")
     sets = sweep_datasets(session)

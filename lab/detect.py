@@ -162,18 +162,20 @@ def _record(name: str, res: F.FaceResult, rows: list[dict], model) -> dict:
 
 
 @kept_for_page
-def detect_image(image, choice: str = st.DEFAULT, session: dict | None = None, whole: bool = False,
+def detect_image(photo, model: str = st.DEFAULT, session: dict | None = None, whole_image: bool = False,
                  request: gr.Request = None):
-    """One photo -> (faces JSON, highest P(fake), the photo with numbered boxes, per-face rows, verdict, status)."""
-    path, name = _file(image)
+    """One photo -> (faces JSON, highest P(fake), the photo with numbered boxes, per-face rows, verdict, status).
+    The parameters are named for API callers: photo, model (a name from the picker, a folder or a Hub id),
+    whole_image (score the whole picture, no face detection)."""
+    path, name = _file(photo)
     if not path:
         raise DataError("no image: upload, paste or drop one first")
-    model = st.get_model(choice, session=session)
+    model = st.get_model(model, session=session)
     size = crop_size_of(model)
     limits.detection_threads()
     with limits.one_at_a_time(request, "detect"):
         request_deadline = F.Deadline(float(limits.setting("FDFTNET_REQUEST_SECONDS")), "this request")
-        photo, res = _faces(path, name, bool(whole), lab_budget(1), size, _photo_deadline(request_deadline))
+        photo, res = _faces(path, name, bool(whole_image), lab_budget(1), size, _photo_deadline(request_deadline))
     crops = np.stack([f.crop for f in res.faces]) if res.faces else np.zeros((0, size, size, 3), np.uint8)
     verdicts = assess(model, crops)
     record = _record(name, res, verdicts, model)
@@ -186,11 +188,11 @@ def detect_image(image, choice: str = st.DEFAULT, session: dict | None = None, w
     return record, record["p_fake"], shown, rows, view.summary(verdicts, record, res.message), ""
 
 
-def detect_upload(image, choice: str, session: dict | None, whole: bool, request: gr.Request):
+def detect_upload(photo, model: str, session: dict | None, whole_image: bool, request: gr.Request):
     """The page's own trigger (upload, example, the checkbox): an emptied image empties the outputs."""
-    if not image:
+    if not photo:
         return None, None, None, "", "", ""
-    return detect_image(image, choice, session, whole, request)
+    return detect_image(photo, model, session, whole_image, request)
 
 
 def failed_detect(request: gr.Request):
@@ -198,11 +200,13 @@ def failed_detect(request: gr.Request):
 
 
 @kept_for_page
-def detect_many(files, choice: str, session: dict, whole: bool = False, request: gr.Request = None):
+def detect_many(files, model: str = st.DEFAULT, session: dict | None = None, whole_image: bool = False,
+                request: gr.Request = None):
     """Many images (or zips of images) -> (table of faces, CSV file, overlay gallery, status, session)."""
     if not files:
         raise DataError("no files: drop images or a zip of images first")
-    model = st.get_model(choice, session=session)
+    session = session if session is not None else st.new_session()
+    whole, model = whole_image, st.get_model(model, session=session)
     st.check_room(session)
     folder = st.session_dir(session, request)
     budget, size = lab_budget(), crop_size_of(model)

@@ -31,12 +31,13 @@ NO_TOKEN = "paste a write token: the lab pushes only with your own token (huggin
 
 def _prepare(zip_file, real_files, fake_files, root: Path, progress, reals_only: bool,
              size: int) -> tuple[dict, dict, str]:
-    """Upload -> one face crop per photo at `size` px -> (split counts, TrainConfig data settings, skipped note).
+    """Upload -> one face crop per photo at `size` px -> (split counts, TrainConfig data settings, skipped note);
+    progress(done, total) after each photo.
 
     Labelled: root/data/{finetune,validation}/{real,fake}, 25% per class (at least 2) held out. Reals only (issue 21):
     TrainConfig holds 25% of the reals out itself and validates on them plus one fixed self-blend of each."""
     faces, counts, note = prepare_upload(zip_file, real_files, fake_files, root, reals_only=reals_only, size=size,
-                                         progress=lambda d, t: progress(d / t, desc="finding faces"))
+                                         progress=progress)
     if reals_only:
         held = max(2, round(0.25 * counts["real"]))
         split = {"finetune": {"real": counts["real"] - held, "fake": 0}, "validation": {"real": held, "fake": held}}
@@ -79,16 +80,17 @@ def _parse_lr(text) -> float | None:
 
 
 @st.guard
-def run_finetune(zip_file=None, real_files=None, fake_files=None, base: str = st.DEFAULT_BASELINE, shots: int = 0,
-                 epochs: int = 5, frozen: bool = True, alpha: int = 3, beta: int = 10, backbone_lr: str = "",
-                 session: dict | None = None, reals_only: bool = False, request: gr.Request = None,
-                 progress=gr.Progress()):
+def run_finetune(zip_file=None, real_files=None, fake_files=None, start_from: str = st.DEFAULT_BASELINE,
+                 shots: int = 0, epochs: int = 5, freeze_backbone: bool = True, cutout_holes: int = 3,
+                 cutout_size: int = 10, backbone_lr: str = "", session: dict | None = None, reals_only: bool = False,
+                 request: gr.Request = None, progress=gr.Progress()):
     """Fine-tune FDFtNet on a labelled upload (a zip with real/ and fake/, or two lists of images), 25% held out;
     reals_only: real photos alone (a zip or the real list), the fakes self-blended from them (issue 21).
 
     Yields (curves, status, results, session, checkpoint zip) after setup, each epoch and at the end.
     backbone_lr: "" (the backbone trains at the same lr as the new layers) or a number as text, used only when
     the backbone is not frozen."""
+    base, frozen, alpha, beta = start_from, freeze_backbone, cutout_holes, cutout_size  # the API's names, the code's
     session = session if session is not None else st.new_session()
     sid = getattr(request, "session_hash", None) or "local"
     st.CANCELLED.discard(sid)  # a Cancel clicked when nothing ran must not stop this run
@@ -130,7 +132,16 @@ def _train(run_dir, k, zip_file, real_files, fake_files, base, base_dir, adapt, 
            backbone_lr, session, sid, progress, reals_only):
     """run_finetune's body: prepare the upload, train, evaluate on the hold-out, add the model to the session."""
     size = crop_size_of(st.get_model(base, session=session))  # the upload is cropped as the starting model reads
-    split, data, skipped = _prepare(zip_file, real_files, fake_files, run_dir, progress, reals_only, size)
+    found = {"done": 0, "total": 0}
+
+    def finding():
+        if found["total"]:
+            progress(found["done"] / found["total"], desc="finding faces")
+        return (gr.skip(), f"finding the faces of your upload: {found['done']} of {found['total'] or '…'} photos",
+                gr.skip(), session, gr.skip())
+    split, data, skipped = yield from st.in_background(
+        lambda: _prepare(zip_file, real_files, fake_files, run_dir, lambda d, t: found.update(done=d, total=t),
+                         reals_only, size), finding)
     n_train = split["finetune"]["real"] if reals_only else min(split["finetune"].values())
     shots = int(shots or 0)
     if shots > n_train:
@@ -245,8 +256,8 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
                 fake_files = gr.File(label="fake images", file_count="multiple", file_types=["image"])
         with gr.Column():
             base = gr.Dropdown(st.base_choices(), value=st.DEFAULT_BASELINE, allow_custom_value=True,
-                               label="Start from", info="a baseline gets a new FTT and MBblockV3; an FDFtNet is "
-                               "fine-tuned further. Or type a local folder or Hub id")
+                               label="Start from", info="the detector to adapt to your faces (the default is a good "
+                               "start); or type a Hub id USER/NAME")
             gr.Markdown("Photos are fine: each gives its largest face, cropped the way the training faces were "
                         "(a picture that already is a face crop is used as is); photos with no face are skipped "
                         "and named in the status.")
@@ -262,29 +273,35 @@ def _render_one(zip_file, real_files, fake_files, base, session: gr.State) -> No
     with gr.Row():
         with gr.Column(scale=1):
             reals_only = gr.Checkbox(False, label="I only have real photos (of this person or source)",
-                                     info="the fake class is then made of self-blends of your reals (issue 21)",
-                                     elem_id="ft-reals-only")
+                                     info="the fakes are then made from your real photos: each face blended with a "
+                                     "changed copy of itself", elem_id="ft-reals-only")
             examples = gr.Gallery(label="pseudo-fakes that training will make from your reals", columns=4,
                                   height="auto", visible=False, elem_id="ft-pseudo")
-            shots = gr.Slider(0, 200, value=0, step=1, precision=0, label="shots per class (0 = all)")
-            epochs = gr.Slider(1, 50, value=5, step=1, precision=0, label="epochs", elem_id="ft-epochs")
-            frozen = gr.Checkbox(value=True, label="freeze the backbone (the paper's best)")
-            backbone_lr = gr.Dropdown(BACKBONE_LRS, value="", label="backbone learning rate, when not frozen",
-                                      info="on dfdc64 the best FDFtNet trained its backbone at 1e-4, with Cutout off "
-                                      "(α = 0); see the report")
-            with gr.Row():
-                alpha = gr.Slider(0, 5, value=3, step=1, precision=0, label="Cutout α (holes)")
-                beta = gr.Slider(1, 10, value=10, step=1, precision=0, label="Cutout β (size)")
+            epochs = gr.Slider(1, 50, value=5, step=1, precision=0, label="training rounds (epochs)",
+                               info="each round shows the model every training face once", elem_id="ft-epochs")
+            with gr.Accordion("Advanced settings", open=False, elem_id="ft-advanced"):
+                shots = gr.Slider(0, 200, value=0, step=1, precision=0, label="faces per class to train on (0 = all)",
+                                  info="fewer than you uploaded: a random draw of that many per class")
+                frozen = gr.Checkbox(value=True, label="keep the pretrained detector fixed",
+                                     info="train only the new layers FDFtNet adds (faster; the paper's best)")
+                backbone_lr = gr.Dropdown(BACKBONE_LRS, value="", label="how fast the pretrained detector may change",
+                                          info="only when it is not kept fixed: its learning rate (a tenth, 1e-4, was "
+                                          "best on DFDC face swaps)")
+                with gr.Row():
+                    alpha = gr.Slider(0, 5, value=3, step=1, precision=0, label="blank-out patches (0 = off)",
+                                      info="up to this many random squares blanked in each training face (Cutout)")
+                    beta = gr.Slider(1, 10, value=10, step=1, precision=0, label="patch size",
+                                     info="patch sides up to 4 px x this (Cutout)")
             with gr.Row():
                 run_btn = gr.Button("Fine-tune", variant="primary")
                 cancel_btn = gr.Button("Cancel", variant="stop")
         with gr.Column(scale=2):
             status = gr.Markdown("Upload a small labelled set (at least 4 images per class); 25% of each class is "
-                                 "held out to compare the baseline with the fine-tuned FDFtNet.", elem_id="ft-status",
+                                 "held out to compare the starting model with the fine-tuned one.", elem_id="ft-status",
                                  label="status")
             curves = gr.Plot(label="training curves", elem_id="ft-curves")
             results = gr.Markdown(elem_id="ft-results", label="results on the hold-out")
-            archive = gr.File(label="fine-tuned checkpoint (zip of the save_pretrained folder)")
+            archive = gr.File(label="checkpoint zip", elem_id="ft-archive")
             with gr.Accordion("Push the latest fine-tuned model to the Hugging Face Hub", open=False):
                 with gr.Row():
                     repo = gr.Textbox(label="repo id", placeholder="your-name/fdftnet-my-faces")

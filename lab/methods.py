@@ -88,7 +88,7 @@ def summary_table(runs: list[dict]) -> str:
 
 
 @st.guard
-def compare_methods(zip_file=None, real_files=None, fake_files=None, base: str = st.DEFAULT_BASELINE,
+def compare_methods(zip_file=None, real_files=None, fake_files=None, start_from: str = st.DEFAULT_BASELINE,
                     shots: str = "5,10,20", methods: list | None = None, seeds: int = 2, session: dict | None = None,
                     request: gr.Request = None, progress=gr.Progress()):
     """Yields (ACC/AUROC vs shots figure, status, summary table, session) after setup, after each run, at the end."""
@@ -97,7 +97,7 @@ def compare_methods(zip_file=None, real_files=None, fake_files=None, base: str =
     st.CANCELLED.discard(sid)
     shots, methods = parse_shots(shots), list(methods or DEFAULT_METHODS)
     check_budget(shots, methods, int(seeds))
-    base_dir = st.resolve(base or st.DEFAULT_BASELINE, session)
+    base_dir = st.resolve(start_from or st.DEFAULT_BASELINE, session)
     if st.get_model(base_dir, session=session).model_type != "baseline":
         raise DataError("compare methods starts every method from a baseline: pick a baseline under Start from")
     if len(st.session_models(session)) >= st.MAX_MODELS:
@@ -142,8 +142,16 @@ def _cleanup(run_dir: Path, kept: bool) -> None:
 
 def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, methods, seeds, session, sid, progress):
     size = crop_size_of(st.get_model(base_dir, session=session))  # faces cropped as the starting baseline reads
-    faces, counts, skipped = prepare_upload(zip_file, real_files, fake_files, run_dir, size=size,
-                                            progress=lambda d, t: progress(d / t, desc="finding faces"))
+    found = {"done": 0, "total": 0}
+
+    def finding():
+        if found["total"]:
+            progress(found["done"] / found["total"], desc="finding faces")
+        return (gr.skip(), f"finding the faces of your upload: {found['done']} of {found['total'] or '…'} photos",
+                gr.skip(), session)
+    faces, counts, skipped = yield from st.in_background(
+        lambda: prepare_upload(zip_file, real_files, fake_files, run_dir, size=size,
+                               progress=lambda d, t: found.update(done=d, total=t)), finding)
     adapt = st.resolve(st.DEFAULT, session) if "fdftnet-adapt" in methods else None
     cfg = SweepConfig(data=str(faces), init_from=base_dir, fdftnet_from=adapt, shots=shots, methods=methods,
                       seeds=seeds, steps=STEPS, work_dir=str(run_dir / "runs"), keep_models=True)

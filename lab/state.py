@@ -216,6 +216,30 @@ def _start_janitor() -> None:
         _JANITOR[0].start()
 
 
+def in_background(fn, status, interval: float = 1.0):
+    """For a generator handler: `result = yield from in_background(fn, status)` runs fn() on a thread and yields
+    status() every `interval` s while it runs (a page never looks frozen during a long step, e.g. finding the faces
+    of an upload); returns fn's result, or raises its error."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the handler's thread
+            out["error"] = e
+
+    t = threading.Thread(target=run, name="fdftnet-lab-step", daemon=True)
+    t.start()
+    while True:
+        t.join(interval)
+        if not t.is_alive():
+            break
+        yield status()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def release_memory() -> None:
     """After a fine-tune: collect its objects and hand freed heap pages back to the OS (glibc keeps them)."""
     gc.collect()

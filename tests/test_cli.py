@@ -228,3 +228,27 @@ def test_without_facenet_a_photo_is_one_line_and_a_crop_still_works(offline, pho
     assert main(["predict", "--device", "cpu", photos["one"]]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs facenet-pytorch" in err and "--whole-image" in err
+
+
+# ----------------------------------------------------------------------------- issue #32.8
+
+def test_predict_takes_folders(offline, tmp_path, capsys):
+    (tmp_path / "photos" / "more").mkdir(parents=True)
+    a = _image(tmp_path / "photos" / "a.png", 64, 64)
+    b = _image(tmp_path / "photos" / "more" / "b.png", 64, 64, seed=1)
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    assert main(["predict", "--json", str(tmp_path / "photos")]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in records] == [a, b] and all(r["faces"] for r in records)
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fdftnet: error: {tmp_path / 'empty'}: a folder with no image files") and "\n" not in err
+
+
+def test_models_lists_the_checkpoints_model_accepts(offline, capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    head, backbones = out.split("Backbones", 1)
+    assert "default, fdftnet" in head and "default-baseline, baseline" in head  # the names, and what they resolve to
+    assert "64px" in head and "efficientnet_lite0" in backbones and "128 px default" in backbones

@@ -181,8 +181,8 @@ def test_client_detect_api(lab, client, photos):  # noqa: F811
     assert not [k for k in api if k.startswith("/lambda")]
     for name in ("/detect", "/detect_many"):
         params = {p["parameter_name"]: p for p in api[name]["parameters"]}
-        assert list(params) == (["image"] if name == "/detect" else ["files"]) + ["choice", "whole"]
-        assert params["whole"]["parameter_has_default"] and params["choice"]["parameter_has_default"]
+        assert list(params) == (["photo"] if name == "/detect" else ["files"]) + ["model", "whole_image"]
+        assert params["whole_image"]["parameter_has_default"] and params["model"]["parameter_has_default"]
         assert not [r["label"] for r in api[name]["returns"] if not r["label"] or r["label"].startswith("value_")]
     assert [r["label"] for r in api["/detect"]["returns"]][:2] == ["faces", "highest P(fake)"]
     record, top, *_ = client.predict(handle_file(photos["two"]), api_name="/detect")

@@ -249,9 +249,18 @@ def test_api_lists_only_documented_endpoints_with_named_outputs(client):  # noqa
              for n, ep in named.items() for p in ep["parameters"]}
     for n in ("/finetune", "/compare_methods"):  # a zip or two image lists: each optional
         assert all(types[n, k][1] for k in ("zip_file", "real_files", "fake_files")), n
-    for key in [("/finetune", k) for k in ("shots", "epochs", "alpha", "beta")] + [
-            ("/compare_methods", "seeds"), ("/robustness", "limit")]:
+    for key in [("/finetune", k) for k in ("shots", "epochs", "cutout_holes", "cutout_size")] + [
+            ("/compare_methods", "seeds"), ("/robustness", "images_per_class")]:
         assert types[key][0] == "int", key
+    # named for a caller (issue #32.7), not for the code: no choice / chosen / kinds / limit, a short output name
+    params = {n: [p["parameter_name"] for p in ep["parameters"]] for n, ep in named.items()}
+    assert params["/detect"][:3] == ["photo", "model", "whole_image"]
+    assert params["/detect_many"][:3] == ["files", "model", "whole_image"]
+    assert params["/robustness"][:5] == ["models", "dataset", "split", "images_per_class", "corruptions"]
+    assert {"start_from", "freeze_backbone"} <= set(params["/finetune"]) and "start_from" in params["/compare_methods"]
+    assert "checkpoint zip" in [r["label"] for r in named["/finetune"]["returns"]]  # view_api: checkpoint_zip
+    for n, ps in params.items():
+        assert not {"choice", "chosen", "kinds", "limit", "alpha", "beta", "base"} & set(ps), (n, ps)
 
 
 # ----------------------------------------------------------------------------------------------
