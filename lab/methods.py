@@ -36,8 +36,25 @@ ESTIMATE = ("{runs} runs (methods × shots × seeds): about {minutes} min on a b
             "baseline, less on a quiet machine or a GPU. Points appear as runs finish; Cancel stops at the next step.")
 
 
+AUTO = "auto"
+AUTO_KS = (2, 5, 10, 20, 50, 100)  # auto picks the three largest of these that fit the upload
+
+
+def auto_shots(counts: dict) -> list[int]:
+    """k values for an upload of `counts` faces per class: the three largest of AUTO_KS with k + 2 faces in each class
+    (k to train on, at least 2 held out to score on); DataError when not even the smallest fits."""
+    fit = [k for k in AUTO_KS if k + 2 <= min(counts.values())]
+    if not fit:
+        raise DataError(f"too few faces to compare methods: {counts['real']} real and {counts['fake']} fake; "
+                        f"at least {AUTO_KS[0] + 2} per class are needed")
+    return fit[-3:]
+
+
 def parse_shots(text) -> list[int]:
-    """'5, 10,20' -> [5, 10, 20]; a one-line ValueError for anything else."""
+    """'5, 10,20' -> [5, 10, 20]; 'auto' (or nothing) -> [] (auto_shots decides once the faces are counted);
+    a one-line ValueError for anything else."""
+    if str(text or "").strip().lower() in ("", AUTO):
+        return []
     parts = [p for p in re.split(r"[,\s]+", str(text or "").strip()) if p]
     if not parts or not all(p.isdigit() and 0 < int(p) <= 500 for p in parts):
         raise ValueError(f"shots: {str(text)[:40]!r} is not a list of whole numbers 1-500, e.g. 5,10,20")
@@ -52,10 +69,11 @@ def _cost(shots: list[int], methods: list[str], seeds: int) -> tuple[int, float]
 
 def estimate(shots, methods, seeds) -> str:
     try:
-        runs, minutes = _cost(parse_shots(shots), list(methods or []), int(seeds or 0))
+        ks = parse_shots(shots)
+        runs, minutes = _cost(ks or [0] * 3, list(methods or []), int(seeds or 0))  # auto: at most 3 k values
     except (ValueError, TypeError):
-        return "shots: a list of whole numbers, e.g. 5,10,20"
-    return ESTIMATE.format(runs=runs, minutes=max(1, round(minutes)))
+        return "shots: auto, or a list of whole numbers, e.g. 5,10,20"
+    return ("at most " if not ks else "") + ESTIMATE.format(runs=runs, minutes=max(1, round(minutes)))
 
 
 def check_budget(shots: list[int], methods: list[str], seeds: int) -> None:
@@ -89,14 +107,14 @@ def summary_table(runs: list[dict]) -> str:
 
 @st.guard
 def compare_methods(zip_file=None, real_files=None, fake_files=None, start_from: str = st.DEFAULT_BASELINE,
-                    shots: str = "5,10,20", methods: list | None = None, seeds: int = 2, session: dict | None = None,
+                    shots: str = AUTO, methods: list | None = None, seeds: int = 2, session: dict | None = None,
                     request: gr.Request = None, progress=gr.Progress()):
     """Yields (ACC/AUROC vs shots figure, status, summary table, session) after setup, after each run, at the end."""
     session = session if session is not None else st.new_session()
     sid = getattr(request, "session_hash", None) or "local"
     st.CANCELLED.discard(sid)
     shots, methods = parse_shots(shots), list(methods or DEFAULT_METHODS)
-    check_budget(shots, methods, int(seeds))
+    check_budget(shots or [0] * 3, methods, int(seeds))  # auto: at most 3 k values, checked again once chosen
     base_dir = st.resolve(start_from or st.DEFAULT_BASELINE, session)
     if st.get_model(base_dir, session=session).model_type != "baseline":
         raise DataError("compare methods starts every method from a baseline: pick a baseline under Start from")
@@ -151,11 +169,15 @@ def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, method
                 gr.skip(), session)
     faces, counts, skipped = yield from st.in_background(
         lambda: prepare_upload(zip_file, real_files, fake_files, run_dir, size=size,
-                               progress=lambda d, t: found.update(done=d, total=t)), finding)
+                               progress=lambda d, t: found.update(done=d, total=t),
+                               need_per_class=max(shots) + 2 if shots else 0), finding)
+    if not shots:  # auto: from the faces found
+        shots = auto_shots(counts)
+        check_budget(shots, methods, seeds)
     adapt = st.resolve(st.DEFAULT, session) if "fdftnet-adapt" in methods else None
     cfg = SweepConfig(data=str(faces), init_from=base_dir, fdftnet_from=adapt, shots=shots, methods=methods,
                       seeds=seeds, steps=STEPS, work_dir=str(run_dir / "runs"), keep_models=True)
-    runs, best, total = [], None, len(shots) * len(methods) * seeds
+    runs, best, total, told = [], None, len(shots) * len(methods) * seeds, 0.0
     title = lambda: f"your upload: {len(runs)}/{total} runs"  # noqa: E731
     wait = f"the first point appears when the first run finishes (about {SECONDS[methods[0]]} s)"
     t0 = time.monotonic()
@@ -173,13 +195,18 @@ def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, method
             if ev["type"] == "start":
                 t = ev["n_test"]
                 yield plots.shots_bands([], placeholder=wait), (
-                    f"{counts['real']} real + {counts['fake']} fake faces: each method trains on k per class and is "
-                    f"scored on the same {t['real']} + {t['fake']} held-out faces. "
-                    + estimate(",".join(map(str, shots)), methods, seeds) + (f"  \n{skipped}" if skipped else "")), \
-                    "", session
+                    f"{counts['real']} real + {counts['fake']} fake faces; k = {', '.join(map(str, shots))}: each "
+                    f"method trains on k per class and is scored on the same {t['real']} + {t['fake']} held-out "
+                    f"faces. " + estimate(",".join(map(str, shots)), methods, seeds)
+                    + (f"  \n{skipped}" if skipped else "")), "", session
             elif ev["type"] == "progress":
-                progress((len(runs) + ev["epoch"] / ev["epochs"]) / total,
-                         desc=f"{ev['method']}, k = {ev['k']}, seed {ev['seed']}")
+                done = (len(runs) + ev["epoch"] / ev["epochs"]) / total
+                progress(done, desc=f"{ev['method']}, k = {ev['k']}, seed {ev['seed']}")
+                if time.monotonic() - told > 5:  # the time left, measured: elapsed / share done
+                    told = time.monotonic()
+                    left = (told - t0) / max(done, 1e-6) * (1 - done)
+                    yield gr.skip(), (f"{len(runs)}/{total} runs done; training {ev['method']}, k = {ev['k']}, "
+                                      f"seed {ev['seed']}; {_time_left(left)} (measured so far)"), gr.skip(), session
             elif ev["type"] == "run":
                 runs.append(ev)
                 if best is None or _rank(ev) > _rank(best):
@@ -219,11 +246,13 @@ def render(zip_file, real_files, fake_files, base, session: gr.State) -> None:
     """The "Compare methods" sub-tab, reading the Few-shot tab's upload and starting model."""
     with gr.Row():
         with gr.Column(scale=1):
-            shots = gr.Textbox("5,10,20", label="shots per class (k), comma-separated", elem_id="cm-shots")
+            shots = gr.Textbox(AUTO, label="shots per class (k): auto, or comma-separated numbers",
+                               info="auto: up to three k values your upload fits (k faces per class to train on, at "
+                               "least 2 more held out to score on)", elem_id="cm-shots")
             methods = gr.CheckboxGroup(METHOD_INFO, value=DEFAULT_METHODS, label="methods", elem_id="cm-methods")
             seeds = gr.Slider(1, 5, value=2, step=1, precision=0, label="seeds", elem_id="cm-seeds",
                               info="each seed draws other shots and held-out faces: the band is ± 1 sd over them")
-            eta = gr.Markdown(estimate("5,10,20", DEFAULT_METHODS, 2), elem_id="cm-eta")
+            eta = gr.Markdown(estimate(AUTO, DEFAULT_METHODS, 2), elem_id="cm-eta")
             with gr.Row():
                 run_btn = gr.Button("Compare methods", variant="primary")
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cm-cancel")

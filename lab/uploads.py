@@ -57,12 +57,12 @@ def _reals_only(zip_file, real_files, fake_files, dest: Path) -> None:
 
 
 def prepare_upload(zip_file, real_files, fake_files, root: Path, progress=None,
-                   reals_only: bool = False, size: int = 64) -> tuple[Path, dict, str]:
+                   reals_only: bool = False, size: int = 64, need_per_class: int = 0) -> tuple[Path, dict, str]:
     """Upload -> (a folder holding real/ and fake/ crops, {"real": n, "fake": m}, skipped-photos note).
 
     reals_only: the upload is real photos only (a zip in any layout, or the real images drop); the folder then
     holds real/ alone. size: the crop side (the starting model's crop size). progress(done, total) is called
-    after each photo. DataError in one line: both or neither
+    after each photo. need_per_class: a class with fewer photos is refused before any face is looked for. DataError in one line: both or neither
     upload kind, a bad archive or image, too many pixels, or too few faces left in a class after cropping."""
     if zip_file and (real_files or fake_files):
         raise DataError("give either a zip or the two image drops, not both")
@@ -74,6 +74,13 @@ def prepare_upload(zip_file, real_files, fake_files, root: Path, progress=None,
         collect_labelled({"real": real_files, "fake": fake_files}, root / "upload")
     else:
         raise DataError("no training images: upload a zip with real/ and fake/ folders, or drop real and fake images")
+    if need_per_class:  # counted from the extracted files: refused before the (slow) face finding
+        have = {c: sum(1 for p in (root / "upload" / c).rglob("*") if p.is_file()) if (root / "upload" / c).is_dir()
+                else 0 for c in ("real", "fake")}
+        short = [f"{have[c]} {c}" for c in ("real", "fake") if have[c] < need_per_class]
+        if short:
+            raise DataError(f"the largest k needs {need_per_class} photos per class (k to train on and 2 held out) "
+                            f"and this upload has {' and '.join(short)}: use a smaller k, or leave k on auto")
     # every photo is decoded to find its face: the whole upload is charged first, from its headers
     charge_headers([p for p in (root / "upload").rglob("*") if p.is_file()],
                    DecodeBudget(max_pixels=16_000_000, total_pixels=400_000_000, max_images=2000))

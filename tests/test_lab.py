@@ -315,3 +315,13 @@ def test_client_detect_and_streamed_finetune(lab, client):
     while not long.done() and time.monotonic() - t0 < 600:  # a hang guard, not a speed bound
         time.sleep(0.1)
     assert long.done() and len(long.outputs()) < 40
+
+
+def test_the_hold_out_table_explains_an_auroc_below_chance():
+    """Issue #32.6: the starting baseline's AUROC 0.000 on the hold-out was shown without a word."""
+    from lab.finetune import _results
+    text = _results({"acc": 0.5, "auroc": 0.0, "ap": 0.4, "eer": 1.0}, {"acc": 1.0, "auroc": 1.0, "ap": 1.0, "eer": 0},
+                    4)
+    assert "| AUROC (ranking: 0.5 chance, 1 perfect) | 0.000 | 1.000 |" in text
+    assert "below chance" in text and "every fake below every real" in text
+    assert "below chance" not in _results({"auroc": 0.7}, {"auroc": 0.9}, 4)

@@ -5,6 +5,7 @@ the Compare tab reads tiny result files written here (FDFTNET_RESULTS).
 """
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -33,9 +34,11 @@ def test_compare_methods_streams_points_and_sends_the_best_to_detect(lab, quick,
     session = st.new_session()
     outs = list(methods.compare_methods(labelled_zip(tmp_path / "set.zip", n=5), None, None, "default-baseline",
                                         "1,2", ["fdftnet", "linear-probe"], 2, session, None))
-    assert len(outs) == 1 + 8 + 1  # setup, one per run (2 methods x 2 k x 2 seeds), the result
-    assert "5 real + 5 fake faces" in outs[0][1] and "8 runs" in outs[0][1]
-    lines = [sum(1 for t in fig.data if t.mode == "lines+markers") for fig, *_ in outs[1:-1]]
+    start = next(i for i, o in enumerate(outs) if "5 real + 5 fake faces" in str(o[1]))  # after face-finding updates
+    assert "8 runs" in outs[start][1] and "k = 1, 2" in outs[start][1]
+    ran = [o for o in outs[start:-1] if re.match(r"\d+/8 runs: ", str(o[1]))]  # (and measured time-left updates)
+    assert len(ran) == 8  # one per run (2 methods x 2 k x 2 seeds), then the result
+    lines = [sum(1 for t in fig.data if t.mode == "lines+markers") for fig, *_ in ran]
     assert lines[0] == 2 and lines[-1] == 4  # one method, then two, in both panels: points appear as runs end
     fig, status, table, session = outs[-1]
     assert any(t.fill == "toself" for t in fig.data)  # two seeds per k: a +-1 sd band
@@ -292,3 +295,20 @@ def test_reals_only_upload_previews_self_blends_then_fine_tunes(lab, tmp_path): 
     with pytest.raises(gr.Error, match="the zip has a fake/ folder"):
         list(finetune.run_finetune(lab.zip, None, None, "default-baseline", 0, 1, True, 3, 10, "", session, True, None))
     st.drop_session(session)
+
+
+def test_k_is_chosen_from_the_upload_and_refused_before_any_face_is_looked_for(lab, tmp_path, monkeypatch):  # noqa: F811
+    """Issue #32.5: default k = 5, 10, 20 on a 20 + 20 upload worked for 56 s, then failed in a fading toast."""
+    from fdftnet.data import DataError
+    from lab import methods, state as st, uploads
+    assert methods.auto_shots({"real": 22, "fake": 20}) == [2, 5, 10]  # 20 + 2 > 20: k = 20 would leave none
+    assert methods.auto_shots({"real": 200, "fake": 120}) == [20, 50, 100]
+    with pytest.raises(DataError, match="at least 4 per class"):
+        methods.auto_shots({"real": 3, "fake": 30})
+    looked = []
+    monkeypatch.setattr(uploads, "crop_folder", lambda *a, **k: looked.append(a) or {})
+    with pytest.raises(gr.Error, match=r"the largest k needs 22 photos per class .* this upload has 5 real and "
+                                       r"5 fake: use a smaller k, or leave k on auto"):
+        list(methods.compare_methods(labelled_zip(tmp_path / "set.zip", n=5), None, None, "default-baseline", "5,20",
+                                     ["linear-probe"], 1, st.new_session(), None))
+    assert looked == []  # refused from the file counts, before face finding
