@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training images whose features the OOD distance is measured to (repeatable; none: no OOD)")
     p.add_argument("--test", action="append", default=[], metavar="FAMILY=ROOT:SPLIT",
                    help="a test set to report and list as tested on, e.g. face-swap=DATA:test (repeatable)")
+    p.add_argument("--method", choices=["auto", "platt", "isotonic"], default="auto",
+                   help="calibration map (default auto: the lower ECE across halves of --val)")
     p.add_argument("--ood", choices=["knn", "mahalanobis"], default="knn", help="the OOD distance (default knn)")
     p.add_argument("--ood-encoder", choices=["model", "imagenet"], default="model",
                    help="whose features the OOD distance is measured in: the model's own, or ImageNet "
@@ -504,9 +506,9 @@ def _cmd_calibrate(args) -> int:
     if not 0.5 <= args.target < 1:
         raise ValueError(f"--target must be in [0.5, 1), got {args.target}")
     r = calibrate_checkpoint(args.model, args.val, args.bank, tests, args.ood, args.target, args.limit,
-                             args.ood_encoder)
+                             args.ood_encoder, args.method)
     f = r["fitted_on"]
-    print(f"{args.model}: Platt scaling fitted on {f['what']} ({f['n']} images): ECE {f['ece_before']:.4f} -> "
+    print(f"{args.model}: {f['method']} calibration fitted on {f['what']} ({f['n']} images): ECE {f['ece_before']:.4f} -> "
           f"{f['ece_after']:.4f}; uncertain band {r['band'][0]:.3f}..{r['band'][1]:.3f} "
           f"({f['uncertain_share']:.1%} of them); OOD threshold {r['ood_threshold']}")
     for family, m in r["tests"].items():

@@ -119,6 +119,33 @@ def fit_platt(m: np.ndarray, y: np.ndarray, iters: int = 200) -> tuple[float, fl
     return a, b
 
 
+def fit_isotonic(m: np.ndarray, y: np.ndarray, points: int = 200) -> tuple[list, list]:
+    """A monotone map of the margin to P(fake) (scikit-learn's IsotonicRegression), kept as at most `points`
+    (margin, P) breakpoints for np.interp, clipped to [0.001, 0.999] so no verdict reads as certain."""
+    from sklearn.isotonic import IsotonicRegression
+    iso = IsotonicRegression(y_min=0.001, y_max=0.999, out_of_bounds="clip").fit(m, y)
+    x, p = np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(iso.y_thresholds_, dtype=np.float64)
+    if len(x) > points:
+        keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
+        x, p = x[keep], p[keep]
+    return x.tolist(), p.tolist()
+
+
+def choose_method(m: np.ndarray, y: np.ndarray, seed: int = 0) -> str:
+    """"platt" or "isotonic": the one with the lower ECE on half of the held-out data when fitted on the other half
+    (both ways, averaged): chosen on validation data only, never on a test split."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(m))
+    halves = (idx[: len(m) // 2], idx[len(m) // 2:])
+    scores = {"platt": 0.0, "isotonic": 0.0}
+    for fit_i, eval_i in (halves, halves[::-1]):
+        a, b = fit_platt(m[fit_i], y[fit_i])
+        scores["platt"] += ece(calibrated(m[eval_i], a, b), y[eval_i])
+        xs, ps = fit_isotonic(m[fit_i], y[fit_i])
+        scores["isotonic"] += ece(np.interp(m[eval_i], xs, ps), y[eval_i])
+    return min(scores, key=scores.get)
+
+
 def calibrated(m, a: float, b: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(a * np.asarray(m, dtype=np.float64) + b)))
 
@@ -230,6 +257,9 @@ class Trust:
 
     a: float = 1.0
     b: float = 0.0
+    method: str = "platt"  # "platt": sigmoid(a m + b); "isotonic": a monotone step map of m, `iso_x` -> `iso_y`
+    iso_x: list = field(default_factory=list)
+    iso_y: list = field(default_factory=list)
     band: tuple = (0.0, 1.0)
     threshold: float = 0.5  # the model's decision threshold, calibrated (P(fake) >= it: "fake" as before)
     ood_method: str | None = None
@@ -241,7 +271,13 @@ class Trust:
     ood: OODScorer | None = None
 
     def p_fake(self, logits: torch.Tensor) -> np.ndarray:
-        return calibrated(margin(logits).numpy(), self.a, self.b)
+        return self.calibrate(margin(logits).numpy())
+
+    def calibrate(self, m) -> np.ndarray:
+        """Calibrated P(fake) of logit margins m."""
+        if self.method == "isotonic" and self.iso_x:
+            return np.interp(np.asarray(m, dtype=np.float64), self.iso_x, self.iso_y)
+        return calibrated(m, self.a, self.b)
 
     def verdicts(self, logits: torch.Tensor, feats: torch.Tensor) -> list[dict]:
         """feats: the features of `ood_encoder` (the model's own, or reference_features)."""
@@ -289,7 +325,9 @@ def load_trust(folder: str | os.PathLike) -> Trust | None:
         d = json.loads(path.read_text())
         t = Trust(**{k: v for k, v in d.items() if k in Trust.__dataclass_fields__ and k != "ood"})
         t.band = tuple(float(v) for v in t.band)
-        if not all(math.isfinite(float(v)) for v in (t.a, t.b, *t.band, t.threshold)):
+        if not all(math.isfinite(float(v)) for v in (t.a, t.b, *t.band, t.threshold, *t.iso_x, *t.iso_y)):
+            return None
+        if t.method not in ("platt", "isotonic") or len(t.iso_x) != len(t.iso_y):
             return None
     except (OSError, ValueError, TypeError):
         return None
@@ -315,8 +353,8 @@ def ood_features(model, images_uint8: torch.Tensor, encoder: str, feats: torch.T
 
 
 def fit_trust(model, val, bank=None, tested_on: list | None = None, ood_method: str = "knn", k: int = 10,
-              target: float = 0.9, ood_quantile: float = 0.95, fitted_on: str = "", ood_encoder: str = "model"
-              ) -> Trust:
+              target: float = 0.9, ood_quantile: float = 0.95, fitted_on: str = "", ood_encoder: str = "model",
+              method: str = "platt") -> Trust:
     """Platt scaling and the band on `val` (an ImageSet at the model's crop size), the OOD bank from `bank` (up to
     MAX_BANK training faces, balanced) in `ood_encoder`'s features, with its threshold at the `ood_quantile` of
     val's distances."""
@@ -327,14 +365,23 @@ def fit_trust(model, val, bank=None, tested_on: list | None = None, ood_method: 
     y = val.labels.numpy()
     m = margin(logits).numpy()
     raw = 1.0 / (1.0 + np.exp(-m))
+    if method == "auto":
+        method = choose_method(m, y)
+    if method not in ("platt", "isotonic"):
+        raise ValueError(f"calibration method must be platt, isotonic or auto, got {method!r}")
     a, b = fit_platt(m, y)
-    p = calibrated(m, a, b)
+    t = Trust(a=a, b=b, method=method, tested_on=list(tested_on or []))
+    if method == "isotonic":
+        t.iso_x, t.iso_y = fit_isotonic(m, y)
+    p = t.calibrate(m)
     thr_raw = float(model.threshold)
-    thr = float(calibrated(math.log(thr_raw / (1 - thr_raw)), a, b))  # the same decision, on the calibrated scale
-    lo, hi = choose_band(p, y, thr, target)
-    t = Trust(a=a, b=b, band=(lo, hi), threshold=thr, tested_on=list(tested_on or []),
-              fitted_on={"what": fitted_on, "n": int(len(y)), "ece_before": ece(raw, y), "ece_after": ece(p, y),
-                         "band_target": target, "uncertain_share": float(((p > lo) & (p < hi)).mean())})
+    # the model's own decision, on the calibrated scale (isotonic: its step at the threshold's margin)
+    t.threshold = float(t.calibrate([math.log(thr_raw / (1 - thr_raw))])[0])
+    lo, hi = choose_band(p, y, t.threshold, target)
+    t.band = (lo, hi)
+    t.fitted_on = {"what": fitted_on, "n": int(len(y)), "method": method, "ece_before": ece(raw, y),
+                   "ece_after": ece(p, y), "band_target": target,
+                   "uncertain_share": float(((p > lo) & (p < hi)).mean())}
     if bank is not None and len(bank):
         from .data import sample_shots
         per = min(MAX_BANK // 2, *(v for v in bank.counts().values() if v))
@@ -377,7 +424,7 @@ def _split_arg(entry: str) -> tuple[str, str]:
 
 def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None = None,
                          tests: dict[str, str] | None = None, ood_method: str = "knn", target: float = 0.9,
-                         limit: int | None = None, ood_encoder: str = "model") -> dict:
+                         limit: int | None = None, ood_encoder: str = "model", method: str = "auto") -> dict:
     """Fit a checkpoint folder's Trust and save it there (`fdftnet calibrate`).
 
     val / bank: "ROOT:SPLIT" image folders (joined), read at the model's crop size; tests: {family: "ROOT:SPLIT"},
@@ -397,7 +444,7 @@ def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None 
 
     val_set = load(val)
     trust = fit_trust(model, val_set, load(bank) if bank else None, ood_method=ood_method, target=target,
-                      fitted_on=" + ".join(val), ood_encoder=ood_encoder)
+                      fitted_on=" + ".join(val), ood_encoder=ood_encoder, method=method)
     results = {}
     for family, entry in (tests or {}).items():
         data = load([entry])
@@ -421,5 +468,5 @@ def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None 
                            "reliability": reliability(p, y)}
         trust.tested_on.append({"family": family, "data": entry, "n": int(len(y)), "auroc": round(m["auroc"], 4)})
     trust.save(model_dir)
-    return {"fitted_on": trust.fitted_on, "band": list(trust.band), "threshold": trust.threshold,
+    return {"fitted_on": trust.fitted_on, "method": trust.method, "band": list(trust.band), "threshold": trust.threshold,
             "ood_threshold": trust.ood_threshold, "tests": results}

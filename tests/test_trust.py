@@ -117,3 +117,16 @@ def test_an_unseen_family_is_flagged_more_than_the_models_own(tmp_path, tiny_bas
     r = calibrate_checkpoint(str(d), [f"{root}:validation"], [f"{root}:train"],
                              {"own": f"{root}:test", "other": f"{other}:test"})
     assert r["tests"]["other"]["unlike_training_share"] > r["tests"]["own"]["unlike_training_share"]
+
+
+def test_auto_picks_isotonic_where_a_sigmoid_cannot_fit():
+    """A calibration curve no sigmoid of the margin matches (a step): auto chooses isotonic from validation halves,
+    and its map is monotone and clipped away from 0 and 1."""
+    from fdftnet.trust import choose_method, fit_isotonic
+    rng = np.random.default_rng(2)
+    m = rng.normal(0, 2, 4000)
+    y = (rng.uniform(size=4000) < np.where(m > 0, 0.85, 0.15)).astype(int)
+    assert choose_method(m, y) == "isotonic"
+    xs, ps = fit_isotonic(m, y)
+    assert np.all(np.diff(ps) >= 0) and min(ps) >= 0.001 and max(ps) <= 0.999 and len(xs) <= 200
+    assert ece(np.interp(m, xs, ps), y) < ece(calibrated(m, *fit_platt(m, y)), y)
