@@ -67,12 +67,28 @@ def headline_pairs(runs: list[dict]) -> list[dict]:
     return out
 
 
+PLAIN = {  # a variant's name in the lab -> what it is, for the checkboxes and the legends
+    "baseline": "baseline (the pretrained detector)", "fdftnet-frozen": "FDFtNet, backbone kept fixed",
+    "fdftnet-unfrozen": "FDFtNet, backbone trained too", "fdftnet-unfrozen-lowlr": "FDFtNet, backbone at lr / 10",
+    "baseline-head": "baseline, last layer retrained", "baseline-full": "baseline, all of it retrained",
+    "linear-probe": "linear probe on the baseline's features", "fdftnet": "FDFtNet (new layers on the baseline)",
+    "fdftnet-adapt": "the default FDFtNet, trained further", "baseline-continued": "baseline, trained further",
+}
+
+
+def plain(variant: str) -> tuple[str, str]:
+    """(label shown, value) of a variant for a checkbox: its plain name, the lab's name kept in brackets."""
+    return (f"{PLAIN[variant]} [{variant}]" if variant in PLAIN else variant), variant
+
+
 def refresh(session: dict, dataset: str, shots: str, backbone: str | None = None, variants: list | None = None,
             source: str | None = None):
-    """Every choice and figure of the tab for the chosen dataset, shots, ROC backbone, variants and sweep source."""
+    """Every choice and figure of the tab for the chosen dataset, shots, ROC backbone, variants and sweep source.
+    With no dataset chosen, the session's latest sweep or fine-tune comes first, then the benchmark's."""
     runs, points, note = _all_runs(session)
     datasets = sorted({str(r.get("dataset")) for r in runs} | {p["dataset"] for p in points})
-    dataset = dataset if dataset in datasets else (datasets[0] if datasets else None)
+    mine = [str(r.get("dataset")) for r in (session or {}).get("runs", [])]
+    dataset = dataset if dataset in datasets else (mine[-1] if mine else (datasets[0] if datasets else None))
     in_ds = [r for r in runs if str(r.get("dataset")) == dataset]
     counts = sorted({r.get("shots") for r in in_ds}, key=lambda s: -1 if s is None else s)
     shot_values = [_shots_key(s) for s in counts]
@@ -93,10 +109,12 @@ def refresh(session: dict, dataset: str, shots: str, backbone: str | None = None
     curves = plots.shots_bands([p for p in pts if p["source"] == source], f"{dataset} vs shots ({source})",
                                placeholder=NO_SWEEP) if source else plots.empty(NO_SWEEP)
     labels = [_run_label(i, r) for i, r in enumerate(runs)]
+    # ROC: the headline pair (each named with its recipe), unless variants are ticked
+    roc_runs = sel if variants else [dict(r, variant=f"{r['variant']} ({r.get('recipe')})") for r in shown]
     return (gr.update(choices=datasets, value=dataset), gr.update(choices=shot_values, value=shots),
-            gr.update(choices=names, value=variants), gr.update(choices=with_roc, value=backbone),
+            gr.update(choices=[plain(v) for v in names], value=variants), gr.update(choices=with_roc, value=backbone),
             gr.update(choices=sources, value=source), gr.update(choices=labels, value=None),
-            head, curves, plots.roc_by_variant(sel, backbone), note)
+            head, curves, plots.roc_by_variant(roc_runs, backbone), note)
 
 
 def show_run(label: str, session: dict):
@@ -176,8 +194,9 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
         dataset = gr.Dropdown([], label="dataset")
         shots = gr.Dropdown([], label="trained on (shots per class)")
         refresh_btn = gr.Button("Refresh", scale=0)
-    variants = gr.CheckboxGroup([], label="variants to compare", info="none ticked: per backbone, the baseline "
-                                "and the FDFtNet recipe with the most seeds (hover a point for its recipe)")
+    with gr.Accordion("More variants (advanced)", open=False):
+        variants = gr.CheckboxGroup([], label="variants to compare", info="none ticked: per backbone, the baseline "
+                                    "and the FDFtNet recipe with the most seeds (hover a point for its recipe)")
     head = gr.Plot(label="baseline vs FDFtNet per backbone", elem_id="cmp-headline")
     source = gr.Dropdown([], label="shots curves from", info="a sweep file, this session, or the benchmark jobs")
     curves = gr.Plot(label="ACC / AUROC vs shots", elem_id="cmp-shots")
@@ -208,8 +227,11 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
 
     ins = [session, dataset, shots, backbone, variants, source]
     outs = [dataset, shots, variants, backbone, source, run, head, curves, roc, note]
-    gr.on([refresh_btn.click, demo.load, dataset.input, shots.input, backbone.input, variants.input, source.input,
-           session.change], refresh, ins, outs, api_visibility="private")
+    gr.on([refresh_btn.click, demo.load, dataset.input, shots.input, backbone.input, variants.input, source.input],
+          refresh, ins, outs, api_visibility="private")
+    # a new sweep or fine-tune of this session: shown first (its dataset, its curves), whatever was picked before
+    session.change(lambda s, _d, _sh, b, v, _so: refresh(s, None, None, b, v, None), ins, outs,
+                   api_visibility="private")
     run.input(show_run, [run, session], [hist, conf], api_visibility="private")
     session.change(session_changed, [session, sweep_set, split, chosen], [chosen, sweep_set, split],
                    api_visibility="private")

@@ -142,6 +142,10 @@ def _zoom(lo: float, hi: float) -> list[float]:
     return [max(0.0, lo - pad), min(1.0 + pad / 3, hi + pad)]  # a point at 1.0 stays whole
 
 
+# legends sit above the plot, under its title: below it they covered the x axis' tick labels (issue #32.6)
+LEGEND_ABOVE = dict(orientation="h", yanchor="bottom", y=1.06, x=0)
+
+
 def headline(runs: list[dict], title: str) -> go.Figure:
     """ACC and AUROC per backbone, one point per variant with a ± 1 sd bar over seeds, on an axis zoomed to the
     data (points, not bars: a bar on a zoomed axis would lie about its length). A run's "recipe", when given, is
@@ -176,8 +180,7 @@ def headline(runs: list[dict], title: str) -> go.Figure:
         fig.update_yaxes(range=_zoom(lo, hi), col=col)
     fig.update_xaxes(zeroline=False, tickvals=list(range(len(backbones))), ticktext=backbones,
                      range=[-0.6, len(backbones) - 0.4])
-    return fig.update_layout(**{**_LAYOUT, "height": 380}, title=title,
-                             legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
+    return fig.update_layout(**{**_LAYOUT, "height": 400, "margin": {**_LAYOUT["margin"], "t": 110}}, title=title, legend=LEGEND_ABOVE)
 
 
 def roc_by_variant(runs: list[dict], backbone: str) -> go.Figure:
@@ -200,8 +203,9 @@ def roc_by_variant(runs: list[dict], backbone: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#aaa"), name="chance"))
     fig.update_xaxes(title_text="false positive rate", range=[0, 1])
     fig.update_yaxes(title_text="true positive rate", range=[0, 1.01])
-    return fig.update_layout(**{**_LAYOUT, "height": 420 + 22 * (len(names) // 2)}, title=f"ROC, {backbone}",
-                             legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
+    return fig.update_layout(**{**_LAYOUT, "height": 440 + 22 * (len(names) // 2),
+                                "margin": {**_LAYOUT["margin"], "t": 110 + 22 * (len(names) // 2)}}, title=f"ROC, {backbone}",
+                             legend=LEGEND_ABOVE)
 
 
 def shots_bands(points: list[dict], title: str = "", placeholder: str = "no runs with a number of shots") -> go.Figure:
@@ -243,5 +247,5 @@ def shots_bands(points: list[dict], title: str = "", placeholder: str = "no runs
     log = len(ks) > 1 and ks[-1] / max(1, ks[0]) >= 8  # 5, 10, 20, 50: even steps on a log axis
     fig.update_xaxes(title_text="shots per class", type="log" if log else "linear", tickvals=ks,
                      ticktext=[str(k) for k in ks])
-    return fig.update_layout(**{**_LAYOUT, "height": 380}, title=title or "ACC / AUROC vs shots (mean ± 1 sd)",
-                             legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return fig.update_layout(**{**_LAYOUT, "height": 420, "margin": {**_LAYOUT["margin"], "t": 110}},
+                             title=title or "ACC / AUROC vs shots (mean ± 1 sd)", legend=LEGEND_ABOVE)

@@ -139,9 +139,13 @@ def test_compare_reads_runs_jobs_and_sweeps(tmp_path, monkeypatch):
     assert source["choices"][0] == "sweep_dfdc.json" and source["value"] == "sweep_dfdc.json"
     assert {t.name for t in curves.data if t.mode == "lines+markers"} == {"fdftnet", "baseline-head"}
     assert sum(t.fill == "toself" for t in curves.data) == 4  # 2 methods x 2 panels
-    # ROC: one backbone, one line per variant, legend below the plot
+    # ROC: one backbone, by default the headline pair only (named with their recipes), the legend above the plot
+    # where it cannot cover the tick labels (issue #32.6)
     assert backbone["value"] in ("squeezenet", "xception")
-    assert len([t for t in roc.data if t.name != "chance"]) == 3 and roc.layout.legend.orientation == "h"
+    lines = [t.name for t in roc.data if t.name != "chance"]
+    assert len(lines) == 2 and lines[0].startswith("baseline (") and lines[1].startswith("FDFtNet (")
+    assert roc.layout.legend.orientation == "h" and roc.layout.legend.y > 1 and head.layout.legend.y > 1
+    assert ("baseline (the pretrained detector) [baseline]", "baseline") in variants["choices"]
     # ticked variants replace the headline pair; the benchmark jobs are the other source
     *_, head, curves, roc, note = compare.refresh(None, "dfdc", "full set", "xception", ["fdftnet-unfrozen"],
                                                  results.JOBS)
