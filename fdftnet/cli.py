@@ -167,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="P(fake) for every face in image files")
     _add_model_arg(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders (searched recursively)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="image files, video clips (.mp4 .webm .mov .mkv .avi: one line per person), or folders "
+                        "(searched recursively for images)")
+    p.add_argument("--frames", type=int, default=32, metavar="N", help="frames sampled over each video clip")
     p.add_argument("--json", action="store_true",
                    help='JSON Lines on stdout, one object per file: {"file", "faces": [{"box", "score", "p_fake", '
                         '"fake"}], "message"}')
@@ -401,7 +404,17 @@ def _cmd_predict(args) -> int:
         print(f"# model {named} ({model.model_type}, {model.backbone_name}), threshold {float(model.threshold):.4f}: "
               f"P(fake) at or above it is fake; scores {how}\n{ROW_HEADER}", flush=True)
     status, faceless = 0, 0
+    from .video import analyze_video, is_video, track_rows
     for path in images:
+        if is_video(path):  # a clip: one line per person tracked through it (fdftnet.video)
+            try:
+                record = analyze_video(model, path, frames=args.frames)
+            except DataError as e:
+                print(f"fdftnet: error: {e}", file=sys.stderr, flush=True)
+                status = 2
+                continue
+            print(json.dumps(record) if args.json else track_rows(record), flush=True)
+            continue
         try:
             record = predict_file(model, path, whole_image=args.whole_image, max_faces=args.max_faces,
                                   min_size=args.min_face, device=device)

@@ -196,13 +196,15 @@ def expand_inputs(paths: list[str]) -> list[str]:
     """Image files for `predict`: each file as given, each folder's image files (recursive, sorted); a path that does
     not exist is kept, so its own one-line error names it."""
     from .data import IMAGE_EXTENSIONS
+    from .video import VIDEO_EXTENSIONS
     out = []
     for p in paths:
         if os.path.isdir(p):
             found = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and not f.name.startswith(".")
-                           and f.suffix.lower() in IMAGE_EXTENSIONS)
+                           and f.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
             if not found:
-                raise ValueError(f"{p}: a folder with no image files ({' '.join(IMAGE_EXTENSIONS)})")
+                raise ValueError(f"{p}: a folder with no image or video files ({' '.join(IMAGE_EXTENSIONS)} "
+                                 f"{' '.join(VIDEO_EXTENSIONS)})")
             out += found
         else:
             out.append(p)

@@ -26,7 +26,7 @@ from fdftnet.predict import face_detector_needed, face_record, model_notes
 from fdftnet.trust import assess
 
 from . import detect_view as view
-from . import examples, limits
+from . import examples, limits, video
 from . import state as st
 
 GALLERY_MAX = 24  # overlays shown for a batch; the table and CSV hold every face
@@ -305,6 +305,8 @@ def render(session: gr.State, demo: gr.Blocks) -> None:
         rows = gr.HTML(label="face rows", elem_id="faces")
         with gr.Accordion("JSON (what the /detect API returns)", open=False):
             record = gr.JSON(label="faces")
+    with gr.Tab("Video"):
+        video.render(choice, session)
     with gr.Tab("Many images or a zip"):
         files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images and/or zips of images",
                         height=220)  # a long file list scrolls inside the box instead of stretching the page

@@ -28,6 +28,8 @@ DEFAULTS = {
     "FDFTNET_REQUEST_SECONDS": (10.0, "one /detect request (s)"),
     "FDFTNET_BATCH_SECONDS": (None, "one /detect_many request (s); it scores what fits and lists the rest (default "
                                     "15 on a public server, 600 elsewhere)"),
+    "FDFTNET_VIDEO_SECONDS": (30.0, "one /detect_video clip: decoding, detection and scoring (s)"),
+    "FDFTNET_VIDEO_MAX_SECONDS": (600.0, "the longest clip /detect_video takes (s), read from its header"),
     "FDFTNET_SWEEP_MAX_RUNS": (40, "runs of one compare-methods sweep (k values x methods x seeds)"),
     "FDFTNET_SWEEP_MAX_MINUTES": (15.0, "estimated minutes of one sweep; a sweep still running at twice this stops "
                                         "and keeps what it finished"),

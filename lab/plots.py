@@ -249,3 +249,25 @@ def shots_bands(points: list[dict], title: str = "", placeholder: str = "no runs
                      ticktext=[str(k) for k in ks])
     return fig.update_layout(**{**_LAYOUT, "height": 420, "margin": {**_LAYOUT["margin"], "t": 110}},
                              title=title or "ACC / AUROC vs shots (mean ± 1 sd)", legend=LEGEND_ABOVE)
+
+
+def video_timeline(record: dict, band: tuple | None = None) -> go.Figure:
+    """P(fake) of each tracked face over the clip's time, one line per track (most suspicious first), with the
+    uncertain band shaded when the model has one."""
+    tracks = record.get("tracks") or []
+    if not tracks:
+        return empty(record.get("message") or "no face tracked")
+    fig = go.Figure()
+    if band:
+        fig.add_hrect(y0=band[0], y1=band[1], fillcolor="#f2a900", opacity=0.12, line_width=0,
+                      annotation_text="uncertain", annotation_position="top left")
+    palette = px.colors.qualitative.Plotly
+    for i, t in enumerate(tracks):
+        fig.add_trace(go.Scatter(x=[f["t"] for f in t["frames"]], y=[f["p_fake"] for f in t["frames"]],
+                                 mode="lines+markers", line=dict(color=palette[i % len(palette)]),
+                                 name=f"person {t['track']}: {t['verdict']} ({t['p_fake']:.2f})"))
+    fig.update_xaxes(title_text="time in the clip (s)", range=[0, max(record.get("duration") or 0,
+                                                                       max(f["t"] for t in tracks for f in t["frames"]))])
+    fig.update_yaxes(title_text="P(fake)", range=[0, 1.02])
+    return fig.update_layout(**{**_LAYOUT, "height": 360, "margin": {**_LAYOUT["margin"], "t": 90}},
+                             title="P(fake) of each person over time", legend=LEGEND_ABOVE)

@@ -65,3 +65,24 @@ def test_example_no_face_whole_image_and_a_bad_file(page, tmp_path):  # noqa: F8
     page.locator("#detect-status").get_by_text("not an image", exact=False).wait_for()  # stays in the page
     assert "Could not score this" in page.locator("#detect-status").inner_text() and rows(page).count() == 0
     assert "Traceback" not in page.content()
+
+
+def test_a_clip_gets_a_verdict_per_person_and_a_timeline(page, tmp_path):  # noqa: F811
+    """Issue #33: the Detect tab takes a video; each person tracked through it gets a verdict, P(fake) over time is
+    a plot, the most suspicious frames are shown with their boxes."""
+    pytest.importorskip("av")
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import _clips as C
+    face = C.astronaut_face(150)
+    clip = C.make_clip(tmp_path / "two-people.mp4", faces=[face, face[:, ::-1].copy()], seconds=3)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video input[type=file]").set_input_files(str(clip))
+    page.get_by_role("button", name="Detect in the video").click()
+    page.locator("#video-verdict").get_by_text("person 2", exact=False).wait_for(timeout=120_000)
+    verdict = page.locator("#video-verdict").inner_text()
+    assert "person 1" in verdict and "frames sampled" in verdict and "Traceback" not in page.content()
+    page.locator("#video-timeline .js-plotly-plot").wait_for()
+    page.locator("#video-frames img").first.wait_for()
+    page.wait_for_timeout(500)
+    shot(page, tmp_path, "detect-video")

@@ -243,7 +243,7 @@ def test_predict_takes_folders(offline, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"fdftnet: error: {tmp_path / 'empty'}: a folder with no image files") and "\n" not in err
+    assert err.startswith(f"fdftnet: error: {tmp_path / 'empty'}: a folder with no image or video files") and "\n" not in err
 
 
 def test_models_lists_the_checkpoints_model_accepts(offline, capsys):
