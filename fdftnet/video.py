@@ -18,14 +18,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from PIL import Image
+
 from .data.images import DataError
 from .mtcnn import Deadline
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoError", "VideoLimits", "probe", "sample_frames", "link_tracks",
+__all__ = ["VIDEO_EXTENSIONS", "VideoError", "VideoLimits", "probe", "iter_frames", "sample_frames", "link_tracks",
            "analyze_video", "is_video", "track_rows", "AGGREGATION"]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
 AGGREGATION = "mean of the per-frame logit margins"  # a track's score; docs/video.md says why
+VIDEO_MIN_FACE = 40  # px: smaller faces in a clip are not looked for (a 128-px crop of them would be an upscale),
+#                      which keeps detection's pyramid small: a clip is 32 photos, a face-less one costs it all
 _IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "gif", "webp_pipe", "tiff_pipe", "apng", "mjpeg"}
 
 
@@ -40,7 +44,7 @@ class VideoLimits:
     max_seconds: float = 600.0  # clip duration
     max_side: int = 4096  # frame width or height (a header claiming 20,000 x 20,000 is refused at once)
     max_decoded: int = 1500  # frames decoded in all (sequential decoding, or after each seek)
-    keep_side: int = 1920  # sampled frames are kept at most this long (a 4K frame is shrunk before detection)
+    keep_side: int = 1280  # sampled frames are kept at most this long (a 4K frame is shrunk before detection)
     seconds: float | None = 60.0  # wall-clock budget for decoding, detection and scoring
 
 
@@ -96,72 +100,82 @@ def _rgb(frame, keep_side: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
-def sample_frames(path, n: int = 32, limits: VideoLimits | None = None,
-                  deadline: Deadline | None = None) -> tuple[list[tuple[float, np.ndarray]], dict]:
-    """([(time s, frame RGB)], probe info): `n` frames spread evenly over the clip (the frame at or after each of
-    (i + 0.5) / n of its duration). A clip short enough is decoded once, in order; a longer one seeks to each time.
-    VideoError for a clip that cannot be decoded; a truncated one gives the frames it holds."""
+def iter_frames(path, n: int = 32, limits: VideoLimits | None = None, deadline: Deadline | None = None,
+                info: dict | None = None):
+    """Yields (time s, frame RGB) for `n` frames spread evenly over the clip (the frame at or after each of
+    (i + 0.5) / n of its duration), one at a time (a clip's frames are never all held). A clip short enough is
+    decoded once, in order (its length unknown: counted in a first pass); a longer one seeks to each time. `info`
+    (a dict) receives probe()'s fields and "decoded". VideoError for a clip that cannot be decoded; a truncated one
+    gives the frames it holds."""
     import av
     limits = limits or VideoLimits()
-    info = probe(path, limits)
+    info = {} if info is None else info
+    info.update(probe(path, limits), decoded=0)
     name = os.path.basename(str(path))
     dur, fps = info["duration"], info["fps"] or 30.0
-    out: list[tuple[float, np.ndarray]] = []
-    decoded = 0
-    with _open(path) as c:
-        s = c.streams.video[0]
-        s.thread_type = "AUTO"
-        try:
-            if dur is None or dur * fps <= limits.max_decoded:  # one pass in order: cheaper than seeking
-                targets = None if dur is None else [(i + 0.5) / n * dur for i in range(n)]
-                frames = []
+    sent, last_t = 0, None
+
+    def decoded_one():
+        info["decoded"] += 1
+        if deadline is not None and info["decoded"] % 32 == 0:
+            deadline.check()
+        if info["decoded"] > limits.max_decoded:
+            raise VideoError(f"{name}: more than {limits.max_decoded} frames to decode for this clip")
+
+    try:
+        with _open(path) as c:
+            s = c.streams.video[0]
+            s.thread_type = "AUTO"
+            if dur is None:  # no length in the header: count the frames first (no conversion: cheap)
+                count = 0
+                for _ in c.decode(s):
+                    decoded_one()
+                    count += 1
+                c.seek(0)
+                picks = set(np.unique(np.linspace(0, max(0, count - 1), min(n, max(1, count))).round().astype(int)))
+                for i, frame in enumerate(c.decode(s)):
+                    decoded_one()
+                    if i in picks:
+                        t = float(frame.time) if frame.time is not None else i / fps
+                        yield t, _rgb(frame, limits.keep_side)
+                        sent += 1
+            elif dur * fps <= limits.max_decoded:  # one pass in order: cheaper than seeking
+                targets = [(i + 0.5) / n * dur for i in range(n)]
                 for frame in c.decode(s):
-                    decoded += 1
-                    if deadline is not None and decoded % 32 == 0:
-                        deadline.check()
-                    if decoded > limits.max_decoded:
-                        raise VideoError(f"{name}: more than {limits.max_decoded} frames to decode for this clip "
-                                         f"(its header understates its length)")
-                    t = float(frame.time) if frame.time is not None else decoded / fps
-                    if targets is None:  # no duration in the header: keep every frame's time, pick after
-                        frames.append((t, frame))
-                        if len(frames) > limits.max_decoded:
+                    decoded_one()
+                    t = float(frame.time) if frame.time is not None else info["decoded"] / fps
+                    if sent < n and t >= targets[sent] - 0.5 / fps:
+                        while sent < n and t >= targets[sent] - 0.5 / fps:
+                            sent += 1  # a clip with fewer frames than n: each frame once
+                        yield t, _rgb(frame, limits.keep_side)
+                        if sent >= n:
                             break
-                    elif len(out) < n and t >= targets[len(out)] - 0.5 / fps:
-                        while len(out) < n and t >= targets[len(out)] - 0.5 / fps:
-                            out.append((t, _rgb(frame, limits.keep_side)))
-                        if len(out) >= n:
-                            break
-                if targets is None and frames:
-                    pick = np.unique(np.linspace(0, len(frames) - 1, min(n, len(frames))).round().astype(int))
-                    out = [(frames[i][0], _rgb(frames[i][1], limits.keep_side)) for i in pick]
             else:  # a long clip: seek to each time, decode up to it
-                base = s.time_base
                 for i in range(n):
                     target = (i + 0.5) / n * dur
-                    if deadline is not None:
-                        deadline.check()
-                    c.seek(int(target / base), stream=s, backward=True, any_frame=False)
+                    c.seek(int(target / s.time_base), stream=s, backward=True, any_frame=False)
                     for k, frame in enumerate(c.decode(s)):
-                        decoded += 1
+                        decoded_one()
                         if frame.time is not None and frame.time >= target - 0.5 / fps or k > 300:
-                            out.append((float(frame.time or target), _rgb(frame, limits.keep_side)))
+                            t = float(frame.time if frame.time is not None else target)
+                            if t != last_t:
+                                yield t, _rgb(frame, limits.keep_side)
+                                sent, last_t = sent + 1, t
                             break
-                    if decoded > limits.max_decoded:
-                        break
-        except av.error.FFmpegError as e:
-            if not out:
-                why = getattr(e, "strerror", None) or type(e).__name__
-                raise VideoError(f"{name}: corrupt or truncated video ({why})") from None
-    if not out:
+    except av.error.FFmpegError as e:
+        if not sent:
+            why = getattr(e, "strerror", None) or type(e).__name__
+            raise VideoError(f"{name}: corrupt or truncated video ({why})") from None
+    if not sent:
         raise VideoError(f"{name}: no frame could be decoded (corrupt or truncated video)")
-    # duplicates (a very short clip has fewer frames than n): each frame once
-    seen, frames = set(), []
-    for t, rgb in out:
-        if t not in seen:
-            seen.add(t)
-            frames.append((t, rgb))
-    return frames, {**info, "decoded": decoded}
+
+
+def sample_frames(path, n: int = 32, limits: VideoLimits | None = None,
+                  deadline: Deadline | None = None) -> tuple[list[tuple[float, np.ndarray]], dict]:
+    """([(time s, frame RGB)], probe info and "decoded"): iter_frames' frames, held in a list."""
+    info: dict = {}
+    frames = list(iter_frames(path, n, limits, deadline, info))
+    return frames, info
 
 
 def _iou(a, b) -> float:
@@ -236,7 +250,7 @@ def analyze_video(model, path, frames: int = 32, limits: VideoLimits | None = No
     """One clip -> {"file", "duration", "fps", "frames_sampled", "tracks": [...], "verdict", "p_fake", "message",
     "calibrated", "tested_on", "aggregation"}, tracks most suspicious first, each {"track", "n", "p_fake",
     "verdict", "reason", "start", "end", "frames": [{"t", "box", "score", "p_fake", "verdict"}]}.
-    return_frames: (record, [(time s, frame RGB)] of the frames sampled), for drawing them."""
+    return_frames: (record, [(time s, frame RGB at most 640 px, its scale)] of the frames sampled), for drawing."""
     from . import faces as F
     from .models import crop_size_of
     from .predict import model_notes
@@ -245,19 +259,25 @@ def analyze_video(model, path, frames: int = 32, limits: VideoLimits | None = No
     if not 1 <= frames <= 256:
         raise ValueError(f"frames must be 1..256, got {frames}")
     deadline = Deadline(limits.seconds, "scoring this clip")
-    sampled, info = sample_frames(path, frames, limits, deadline)
     size = crop_size_of(model)
-    found = []
-    for t, rgb in sampled:
+    info: dict = {}
+    found, times, shown, diag = [], [], [], 0.0
+    for t, rgb in iter_frames(path, frames, limits, deadline, info):  # one frame at a time: only crops are kept
         deadline.check()
+        diag = diag or math.hypot(*rgb.shape[:2])
         try:
-            res = F.find_faces(rgb, max_faces=max_faces, min_size=min_size or F.MIN_FACE, size=size,
+            res = F.find_faces(rgb, max_faces=max_faces, min_size=min_size or VIDEO_MIN_FACE, size=size,
                                deadline=deadline)
-            found.append(res.faces if not res.is_crop else res.faces)
+            found.append(res.faces)
         except F.FaceError:
             found.append([])
-    tracks = link_tracks([[f.box for f in faces] for faces in found],
-                         frame_diag=math.hypot(*sampled[0][1].shape[:2]) if sampled else 0.0)
+        times.append(t)
+        if return_frames:  # for display: the frame at most 640 px, boxes scaled with it
+            k = min(1.0, 640 / max(rgb.shape[:2]))
+            small = rgb if k == 1.0 else np.asarray(Image.fromarray(rgb).resize(
+                (round(rgb.shape[1] * k), round(rgb.shape[0] * k))))
+            shown.append((t, small, k))
+    tracks = link_tracks([[f.box for f in faces] for faces in found], frame_diag=diag)
     crops = [found[f][j].crop for tr in tracks for f, j in tr]
     rows = iter(assess(model, crops)) if crops else iter(())
     trust = getattr(model, "trust", None)
@@ -266,7 +286,7 @@ def analyze_video(model, path, frames: int = 32, limits: VideoLimits | None = No
         per = []
         for f, j in tr:
             r, face = next(rows), found[f][j]
-            per.append({"t": round(sampled[f][0], 3), "box": [round(float(v), 1) for v in face.box],
+            per.append({"t": round(times[f], 3), "box": [round(float(v), 1) for v in face.box],
                         "score": None if math.isnan(face.score) else round(float(face.score), 4),
                         "p_fake": round(r["p_fake"], 6), "p_fake_raw": r["p_fake_raw"], "verdict": r["verdict"],
                         "reason": r["reason"]})
@@ -288,10 +308,10 @@ def analyze_video(model, path, frames: int = 32, limits: VideoLimits | None = No
         t["track"] = i
     top = out_tracks[0] if out_tracks else None
     with_faces = sum(bool(f) for f in found)
-    message = None if out_tracks else f"no face found in any of the {len(sampled)} frames sampled"
+    message = None if out_tracks else f"no face found in any of the {len(times)} frames sampled"
     record = {"file": str(path), "duration": info["duration"], "fps": info["fps"], "size": [info["width"],
-              info["height"]], "frames_sampled": len(sampled), "frames_with_faces": with_faces,
+              info["height"]], "frames_sampled": len(times), "frames_with_faces": with_faces,
               "tracks": out_tracks, "verdict": top["verdict"] if top else None,
               "p_fake": top["p_fake"] if top else None, "message": message, "aggregation": AGGREGATION,
               **model_notes(model)}
-    return (record, sampled) if return_frames else record
+    return (record, shown) if return_frames else record

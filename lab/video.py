@@ -28,14 +28,14 @@ def _shown_frames(record: dict, sampled, n: int = 4) -> list:
     if not record["tracks"]:
         return []
     top = sorted(record["tracks"][0]["frames"], key=lambda f: -f["p_fake"])[:n]
-    times = {round(t, 3): rgb for t, rgb in sampled}
+    times = {round(t, 3): (rgb, k) for t, rgb, k in sampled}
     out = []
     for f in sorted(top, key=lambda f: f["t"]):
-        rgb = times.get(f["t"])
-        if rgb is None:
+        if f["t"] not in times:
             continue
+        rgb, k = times[f["t"]]
         here = [(t, g) for t in record["tracks"] for g in t["frames"] if g["t"] == f["t"]]
-        shown = draw_boxes(rgb, [g["box"] for _, g in here], [str(t["track"]) for t, _ in here],
+        shown = draw_boxes(rgb, [[v * k for v in g["box"]] for _, g in here], [str(t["track"]) for t, _ in here],
                            [view.VERDICT_RGB[t["verdict"]] for t, _ in here], max_side=640)
         out.append((shown, f"{f['t']:.1f} s: person {record['tracks'][0]['track']}, P(fake) {f['p_fake']:.2f}"))
     return out
@@ -87,7 +87,8 @@ def render(choice, session) -> None:
         with gr.Column(scale=3):
             verdict = gr.Markdown(label="verdict per person", elem_id="video-verdict")
             timeline = gr.Plot(label="P(fake) over time", elem_id="video-timeline")
-    shown = gr.Gallery(label="the most suspicious frames", columns=4, height="auto", elem_id="video-frames")
+    shown = gr.Gallery(label="the most suspicious frames", columns=4, height="auto", object_fit="contain",
+                       elem_id="video-frames")
     with gr.Accordion("JSON (what the /detect_video API returns)", open=False):
         record = gr.JSON(label="tracks")
     run_btn.click(detect_video, [video, choice, frames, session], [record, verdict, timeline, shown],
