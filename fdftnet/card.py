@@ -233,6 +233,7 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None, locatio
             there (a staged export); default: model_dir.
     """
     config, training, evaluation = _load(model_dir)
+    crop = config.get("crop_size", 64)
     meta = card_metadata(model_dir, repo_id)
     info, train_cfg = training.get("info") or {}, training.get("train_config") or {}
     where = repo_id or location or str(model_dir)
@@ -247,11 +248,13 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None, locatio
              f"# {title}", "",
              f"This is {what}, from the [fdftnet]({info_mixin.repo_url}) package, a PyTorch implementation of "
              f"[FDFtNet: Facing Off Fake Images using Fake Detection Fine-tuning Network]({info_mixin.paper_url}) "
-             f"(Jeon, Bang, Woo, IFIP SEC 2020). It outputs P(fake) for a 64x64 RGB face crop.", "",
+             f"(Jeon, Bang, Woo, IFIP SEC 2020). It outputs P(fake) for a {crop}x{crop} RGB face crop"
+             + (" (the paper's 64 px)." if crop == 64 else " (native resolution: faces are cut from a photo straight "
+                "to this size).") , "",
              "## Usage", "", "```python",
              f"from fdftnet import {cls}", "",
              f'model = {cls}.from_pretrained("{where}")   # eval mode, CPU',
-             "p_fake = model.predict_proba(x)   # x: (B, 3, 64, 64) float tensor in [0, 1]",
+             f"p_fake = model.predict_proba(x)   # x: (B, 3, {crop}, {crop}) float tensor in [0, 1]",
              "is_fake = p_fake >= model.threshold   # threshold calibrated on the validation split", "```", "",
              "From the command line:", "", "```bash",
              f"fdftnet predict --model {where} face1.png face2.jpg",
@@ -273,6 +276,7 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None, locatio
         if _roc_curves(training, evaluation):
             lines += ["![ROC curve](roc.svg)", ""]
 
+    lines += _families_section(model_dir) + _calibration_section(model_dir)
     if training:
         lines += ["## Training", ""] + _table(_training_rows(config, training)) + [""]
 
@@ -312,6 +316,80 @@ def render_model_card(model_dir: str | Path, repo_id: str | None = None, locatio
     return "\n".join(lines)
 
 
+FAMILIES_NAME, CALIBRATION_NAME, RELIABILITY_NAME = "families.json", "calibration.json", "reliability.svg"
+NOT_COVERED = ("**Not covered:** generators and tools this model was never trained or tested on (diffusion-model "
+               "portraits, newer face-swap and reenactment tools, other GANs) may be called real with confidence; "
+               "its verdict on them is a guess.")
+
+
+def _families_section(model_dir) -> list[str]:
+    """Per family of fakes: what the model was trained on and tested on (families.json), and what is not covered."""
+    fam = _read_json(Path(model_dir) / FAMILIES_NAME)
+    rows = fam.get("families") if isinstance(fam.get("families"), list) else []
+    if not rows:
+        return []
+    out = ["## Families of fakes: trained and tested on", "",
+           "| family | trained on | tested on | images | ACC | AUROC |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for t in r.get("tested_on") or [{}]:
+            out.append(f"| {r.get('family', '?')} | {r.get('trained_on') or 'not trained on'} | {t.get('data', '-')} | "
+                       f"{t.get('n', '-')} | {_fmt(t.get('acc'))} | {_fmt(t.get('auroc'))} |")
+    return out + ["", NOT_COVERED, ""]
+
+
+def _calibration_section(model_dir) -> list[str]:
+    """Calibration before/after (calibration.json), the uncertain band, the out-of-distribution check."""
+    cal = _read_json(Path(model_dir) / CALIBRATION_NAME)
+    if not cal:
+        return []
+    f = cal.get("fitted_on") or {}
+    band = cal.get("band") or [0, 1]
+    out = ["## Calibration and verdicts", "",
+           f"P(fake) is calibrated ({f.get('method', cal.get('method', 'platt'))}) on {f.get('what', 'held-out data')} "
+           f"({f.get('n', '?')} images). Verdicts are **fake** at calibrated P(fake) >= {_fmt(band[1], 3)}, **real** "
+           f"at <= {_fmt(band[0], 3)}, and **uncertain** between (a band chosen there so that each confident verdict "
+           f"is right at least {_fmt(f.get('band_target'), 2)} of the time)"
+           + (f"; a face whose features are farther from the training faces' than 95% of the validation faces' "
+              f"({cal.get('ood_encoder', 'model')} features, {cal.get('ood_method')}) is **uncertain: unlike the "
+              f"training data**." if cal.get("ood_threshold") is not None else "."), ""]
+    tested = [t for t in cal.get("tested_on") or [] if "ece_after" in t]
+    if tested:
+        out += ["| tested on | images | AUROC | ECE before | ECE after | uncertain | unlike the training data | "
+                "not called real |", "|---|---|---|---|---|---|---|---|"]
+        for t in tested:
+            out.append(f"| {t['family']} | {t['n']} | {_fmt(t.get('auroc'))} | {_fmt(t.get('ece_before'))} | "
+                       f"{_fmt(t.get('ece_after'))} | {_pct(t.get('uncertain_share'))} | "
+                       f"{_pct(t.get('unlike_training_share'))} | {_pct(t.get('not_called_real_share'))} |")
+        out += ["", "ECE: expected calibration error (15 bins); lower is better.", ""]
+        if (Path(model_dir) / RELIABILITY_NAME).is_file():
+            out += ["![Reliability diagram](reliability.svg)", ""]
+    return out
+
+
+def _pct(v) -> str:
+    v = _num(v)
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def render_reliability_svg(bins_before: list, bins_after: list, title: str, size: int = 320) -> str:
+    """A reliability diagram: fake rate against mean P(fake) per bin, before (grey) and after (blue) calibration."""
+    pad = 36
+    span = size - 2 * pad
+
+    def pts(bins):
+        return " ".join(f"{pad + b['mean_p'] * span:.1f},{size - pad - b['fake_rate'] * span:.1f}"
+                        for b in bins if b.get("n") and b.get("mean_p") is not None)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-family="sans-serif" '
+            f'font-size="11"><rect width="{size}" height="{size}" fill="white"/>'
+            f'<line x1="{pad}" y1="{size - pad}" x2="{size - pad}" y2="{pad}" stroke="#bbb" stroke-dasharray="4"/>'
+            f'<rect x="{pad}" y="{pad}" width="{span}" height="{span}" fill="none" stroke="#333"/>'
+            f'<polyline points="{pts(bins_before)}" fill="none" stroke="#999" stroke-width="2"/>'
+            f'<polyline points="{pts(bins_after)}" fill="none" stroke="#1f77b4" stroke-width="2"/>'
+            f'<text x="{pad}" y="{pad - 10}">{escape(title)}: grey before, blue after</text>'
+            f'<text x="{size / 2 - 40}" y="{size - 8}">mean P(fake)</text>'
+            f'<text x="6" y="{size / 2}" transform="rotate(-90 10 {size / 2})">fake rate</text></svg>')
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -328,5 +406,9 @@ def write_model_card(model_dir: str | Path, repo_id: str | None = None, location
     roc = render_roc(model_dir)
     if roc is not None:
         _write_atomic(model_dir / ROC_NAME, roc)  # before the card that links to it
+    tested = [t for t in _read_json(model_dir / CALIBRATION_NAME).get("tested_on") or [] if t.get("reliability_after")]
+    if tested:
+        _write_atomic(model_dir / RELIABILITY_NAME, render_reliability_svg(
+            tested[0]["reliability_before"], tested[0]["reliability_after"], tested[0]["family"]))
     _write_atomic(model_dir / "README.md", text)
     return model_dir / "README.md"

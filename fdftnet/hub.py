@@ -31,7 +31,8 @@ __all__ = ["HubError", "PushResult", "push", "pull", "plan_operations", "resolve
 
 # Files a checkpoint directory may hold that belong on the Hub; everything else (last/, optimizer.pt,
 # .tmp-*, editor backups...) stays local. README.md is always re-rendered for the target repo.
-PUSH_FILES = (CONFIG_NAME, WEIGHTS_NAME, "training.json", "eval.json", ROC_NAME)
+PUSH_FILES = (CONFIG_NAME, WEIGHTS_NAME, "training.json", "eval.json", ROC_NAME, "calibration.json", "ood.safetensors",
+              "families.json", "reliability.svg")  # the last four: verdicts' calibration, OOD bank, card data
 PULL_FILES = PUSH_FILES + ("README.md",)
 NO_TOKEN = "no Hub token: pass --token, set HF_TOKEN, or log in with `hf auth login`"
 

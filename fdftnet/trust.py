@@ -466,7 +466,15 @@ def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None 
                                                                 if v != "uncertain"]))
                            if (verdicts != "uncertain").any() else None,
                            "reliability": reliability(p, y)}
-        trust.tested_on.append({"family": family, "data": entry, "n": int(len(y)), "auroc": round(m["auroc"], 4)})
+        trust.tested_on.append({"family": family, "data": entry, "n": int(len(y)), "auroc": round(m["auroc"], 4),
+                                "ece_before": round(results[family]["ece_before"], 4),
+                                "ece_after": round(results[family]["ece_after"], 4),
+                                "uncertain_share": round(results[family]["uncertain_share"], 4),
+                                "unlike_training_share": round(results[family]["unlike_training_share"], 4),
+                                "not_called_real_share": round(results[family]["flagged_or_fake_share"], 4),
+                                "reliability_before": reliability(raw, y), "reliability_after": reliability(p, y)})
     trust.save(model_dir)
+    from .card import write_model_card
+    write_model_card(model_dir)  # the card shows the calibration, the band and the reliability diagram
     return {"fitted_on": trust.fitted_on, "method": trust.method, "band": list(trust.band), "threshold": trust.threshold,
             "ood_threshold": trust.ood_threshold, "tests": results}

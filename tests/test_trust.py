@@ -130,3 +130,24 @@ def test_auto_picks_isotonic_where_a_sigmoid_cannot_fit():
     xs, ps = fit_isotonic(m, y)
     assert np.all(np.diff(ps) >= 0) and min(ps) >= 0.001 and max(ps) <= 0.999 and len(xs) <= 200
     assert ece(np.interp(m, xs, ps), y) < ece(calibrated(m, *fit_platt(m, y)), y)
+
+
+def test_the_card_shows_calibration_families_and_what_is_not_covered(calibrated_model, synthetic_images, tmp_path):
+    import shutil
+
+    from fdftnet.card import NOT_COVERED, write_model_card
+    from fdftnet.trust import calibrate_checkpoint
+    d = tmp_path / "m"
+    shutil.copytree(calibrated_model, d)
+    root = str(synthetic_images)
+    calibrate_checkpoint(str(d), [f"{root}:validation"], None, {"synthetic": f"{root}:test"})
+    (d / "families.json").write_text(json.dumps({"families": [
+        {"family": "synthetic fakes", "trained_on": "synthetic train", "tested_on": [{"data": "synthetic test",
+                                                                                      "n": 128, "acc": 0.9,
+                                                                                      "auroc": 0.95}]},
+        {"family": "GAN faces", "trained_on": None, "tested_on": [{"data": "gan test", "n": 10, "auroc": 0.5}]}]}))
+    card = write_model_card(d).read_text()
+    assert "## Calibration and verdicts" in card and "| synthetic | 128 |" in card and "ECE" in card
+    assert "![Reliability diagram](reliability.svg)" in card and (d / "reliability.svg").read_text().startswith("<svg")
+    assert "## Families of fakes: trained and tested on" in card and "| GAN faces | not trained on |" in card
+    assert NOT_COVERED in card and "diffusion" in NOT_COVERED
