@@ -1,7 +1,8 @@
-"""Speed of the face path: a 1024x768 photo with one face -> boxes -> 64x64 crop -> P(fake), on CPU.
+"""Speed of the face path: a 1024x768 photo with one face -> boxes -> a crop at the model's size -> verdict, on CPU.
 
 The photo is skimage's astronaut (public domain) scaled to 768 px, on a blurred copy of itself, so the
-face is about 130 px wide. Each run is `find_faces` + `predict_arrays` on the decoded array; the JPEG
+face is about 130 px wide. Each run is `find_faces` (at the model's crop size) + `fdftnet.trust.assess` (P(fake),
+calibrated, with the verdict and its out-of-distribution check when the checkpoint has them) on the decoded array; the JPEG
 decode (`load_photo`) is timed apart. p50 over --runs runs after 3 warm-up runs, torch threads = 2.
 First the CPU time on one thread (a figure a shared CPU does not inflate), then the wall clock with
 --threads threads (the issue's figure), then a larger min_size (a smaller detection pyramid, the lever
@@ -26,6 +27,8 @@ from PIL import Image, ImageFilter
 from fdftnet import faces
 from fdftnet.checkpoint import load_model
 from fdftnet.inference import predict_arrays
+from fdftnet.models import crop_size_of
+from fdftnet.trust import assess
 
 OUT = os.path.join(os.path.dirname(__file__), "results", "face_speed.json")
 
@@ -72,15 +75,17 @@ def main() -> None:
     t = time.perf_counter()
     faces.get_detector()
     build_ms = (time.perf_counter() - t) * 1000
-    res = faces.find_faces(photo)
+    size = crop_size_of(model)
+    res = faces.find_faces(photo, size=size)
     assert len(res.faces) == 1, res.message
 
     def full(min_size=faces.MIN_FACE):
-        r = faces.find_faces(photo, min_size=min_size)
-        return predict_arrays(model, [f.crop for f in r.faces])
+        r = faces.find_faces(photo, min_size=min_size, size=size)
+        return assess(model, [f.crop for f in r.faces])
 
     result = {
-        "task": "find_faces + predict_arrays on a 1024x768 photo with one face (array in)",
+        "task": "find_faces + assess (the verdict) on a 1024x768 photo with one face (array in)",
+        "crop_size": size, "calibrated": getattr(model, "trust", None) is not None,
         "target_ms": 300, "detector_build_ms": round(build_ms, 1),
         "face_box": [round(v, 1) for v in res.faces[0].box],
         "checkpoint": ckpt, "torch_threads": args.threads, "runs": args.runs,
@@ -109,8 +114,9 @@ def main() -> None:
     few = max(5, args.runs // 3)
     stage(p50_ms_min_size_40=round(p50_ms(lambda: full(40), few)[0], 1))
     stage(parts_p50_ms={
-        "detect_and_crop": round(p50_ms(lambda: faces.find_faces(photo), few)[0], 1),
+        "detect_and_crop": round(p50_ms(lambda: faces.find_faces(photo, size=size), few)[0], 1),
         "score_one_crop": round(p50_ms(lambda: predict_arrays(model, [res.faces[0].crop]), few)[0], 1),
+        "verdict_one_crop": round(p50_ms(lambda: assess(model, [res.faces[0].crop]), few)[0], 1),
         "jpeg_decode_load_photo": round(p50_ms(lambda: faces.load_photo(jpeg), few)[0], 1)})
 
 

@@ -1,0 +1,163 @@
+"""Native resolution and all of dfdc-full (issue #30): evaluate the runs, pair them, write REPORT.md's section.
+
+Each run folder is scored on the built sets at its own crop size (dfdc-full test and test-extra, gan test framed
+as a photo's faces and as whole images); paired bootstraps compare the new models with today's default on the same
+4,000 test crops (matched by file name: dfdc64/test and dfdc-full/test are the same crops); the section lists the
+data curve, the families table, the augmentation trial and every command.
+
+    python -m bench.native --runs /work/runs/native --data /work/data --shared ../shared/data     # eval + paired
+    python -m bench.native --report-only                  # bench/results/native/section.md from the JSON files
+
+Results: bench/results/native/<run>.json ({set: metrics}) and paired_*.json; REPORT.md includes section.md.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "results" / "native"
+# run name -> (what it is, what it trained on); the folders are RUNS/<name>
+RUNS = {
+    "dfdc-8k": ("Lite0 at 128 px, 4,000 + 4,000 train crops, degradations", "dfdc-full train, 8k (limit 4,000 a class)"),
+    "dfdc-8k-flip": ("the same, flips only (no degradations)", "dfdc-full train, 8k"),
+    "dfdc-16k": ("Lite0 at 128 px, 8,045 + 8,045 train crops, degradations", "dfdc-full train, 16k (all reals)"),
+    "dfdc-all": ("Lite0 at 128 px, all 47,118 train crops (balanced epochs), degradations", "dfdc-full train, 47k"),
+    "mixed": ("dfdc-all + gan faces (gan-faces-128 finetune, 100 a class held out)", "dfdc-full train + gan finetune"),
+    "mixed-fdftnet": ("FDFtNet (FTT at 64 px + MBblockV3) on `mixed`, trained end to end at lr/10 for the backbone",
+                      "dfdc-full finetune + gan finetune"),
+}
+SETS = {"dfdc test": ("dfdc-full-128", "test"), "dfdc test-extra": ("dfdc-full-128", "test-extra"),
+        "gan test (faces)": ("gan-faces-128", "test"), "gan test (whole images)": ("gan-128", "test")}
+OLD_DEFAULT = ROOT / "checkpoints" / "fdftnet-efficientnet_lite0-dfdc64"
+
+
+def _scores(model_dir, root: Path, split: str, limit=None):
+    """(labels, P(fake) at the model's threshold, file stems, threshold) of a split at the model's crop size."""
+    from fdftnet import load_model
+    from fdftnet.data import load_image_folder
+    from fdftnet.inference import predict_imageset
+    from fdftnet.models import crop_size_of
+    model = load_model(model_dir)
+    data = load_image_folder(root, split, limit=limit, size=crop_size_of(model))
+    stems = [f"{Path(p).parent.name}/{Path(p).stem}" for p in data.paths]
+    return data.labels.numpy(), predict_imageset(model, data), stems, float(model.threshold)
+
+
+def evaluate_runs(args) -> None:
+    from fdftnet.metrics import compute_metrics, jsonable
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in args.only_runs or RUNS:
+        folder = Path(args.runs) / name
+        if not (folder / "model.safetensors").is_file():
+            print(f"{name}: no model in {folder}, skipped", flush=True)
+            continue
+        path = OUT / f"{name}.json"
+        done = json.loads(path.read_text()) if path.is_file() else {}
+        for label, (root, split) in SETS.items():
+            if label in done and not args.again:
+                continue
+            y, p, _, thr = _scores(folder, Path(args.data) / root, split, args.limit)
+            m = jsonable(compute_metrics(y, p, threshold=thr))
+            m.pop("roc", None)
+            done[label] = {**m, "data": f"{root}/{split}"}
+            print(f"{name} on {label}: ACC {m['acc']:.4f} AUROC {m['auroc']:.4f} (n={m['n']})", flush=True)
+            path.write_text(json.dumps(done, indent=1) + "\n")
+
+
+def paired_runs(args) -> None:
+    """New models against today's default (on dfdc64/test, the same crops) and against each other."""
+    from bench.paired import paired
+    pairs = [("old-default", "mixed-fdftnet", "dfdc test"), ("old-default", "mixed", "dfdc test"),
+             ("old-default", "dfdc-all", "dfdc test"), ("dfdc-all", "mixed", "dfdc test"),
+             ("dfdc-all", "mixed", "gan test (faces)"), ("mixed", "mixed-fdftnet", "dfdc test"),
+             ("dfdc-8k-flip", "dfdc-8k", "dfdc test"), ("dfdc-8k", "dfdc-16k", "dfdc test"),
+             ("dfdc-16k", "dfdc-all", "dfdc test")]
+    cache = {}
+
+    def scores(name, label):
+        if (name, label) not in cache:
+            if name == "old-default":  # its own 64-px crops of the same test images
+                cache[name, label] = _scores(OLD_DEFAULT, Path(args.shared) / "dfdc64", "test", args.limit)
+            else:
+                root, split = SETS[label]
+                cache[name, label] = _scores(Path(args.runs) / name, Path(args.data) / root, split, args.limit)
+        return cache[name, label]
+
+    for a, b, label in pairs:
+        if not all(n == "old-default" or (Path(args.runs) / n / "model.safetensors").is_file() for n in (a, b)):
+            continue
+        ya, pa, sa, ta = scores(a, label)
+        yb, pb, sb, tb = scores(b, label)
+        if sa != sb or not np.array_equal(ya, yb):  # the same crops, in the same order: matched by file name
+            order = {s: i for i, s in enumerate(sb)}
+            idx = [order[s] for s in sa]
+            pb, yb = pb[idx], yb[idx]
+            assert np.array_equal(ya, yb)
+        r = paired(ya, pa, ta, pb, tb, samples=2000)
+        out = {"a": a, "b": b, "set": label, **r}
+        (OUT / f"paired_{a}_vs_{b}_{label.split()[0]}.json").write_text(json.dumps(out, indent=1) + "\n")
+        print(f"{b} - {a} on {label}: ACC {r['acc']['diff']:+.4f} {r['acc']['ci95']}, AUROC {r['auroc']['diff']:+.4f} "
+              f"{r['auroc']['ci95']}", flush=True)
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def section() -> str:
+    """REPORT.md's section on the native-resolution runs, from bench/results/native/*.json."""
+    res = {n: json.loads((OUT / f"{n}.json").read_text()) for n in RUNS if (OUT / f"{n}.json").is_file()}
+    if not res:
+        return ""
+    out = ["## Native resolution and all of dfdc-full (issue #30)", "",
+           "EfficientNet-Lite0 from ImageNet, fed 128-px crops built from the sources at that size (`fdftnet "
+           "build-data`, [docs/data.md](../../docs/data.md)) instead of 64-px crops upsampled. ACC % / AUROC % at "
+           "each model's own threshold; dfdc test = dfdc64/test's 4,000 crops, test-extra = 20,085 other crops of "
+           "the held-out videos; gan test = gan64's 1,002 test images, framed as `predict` frames a photo's face "
+           "(faces) or whole.", "",
+           "| run | what | trained on | " + " | ".join(SETS) + " |", "|---|---|---|" + "---|" * len(SETS)]
+    for name, r in res.items():
+        what, trained = RUNS[name]
+        cells = [f"{_pct(r[s]['acc'])} / {_pct(r[s]['auroc'])}" if s in r else "–" for s in SETS]
+        out.append(f"| `{name}` | {what} | {trained} | " + " | ".join(cells) + " |")
+    pairs = sorted(OUT.glob("paired_*.json"))
+    if pairs:
+        out += ["", "Paired bootstraps (2,000 resamples of the same images; b − a in points; `*`: the 95% interval "
+                "excludes 0). `old-default` is today's default (FDFtNet on Lite0, 64-px crops) on dfdc64/test, the "
+                "same 4,000 crops at 64 px:", "", "| a | b | set | ACC b − a (95% CI) | AUROC b − a (95% CI) |",
+                "|---|---|---|---|---|"]
+        for path in pairs:
+            p = json.loads(path.read_text())
+            cell = lambda m: (f"{100 * p[m]['diff']:+.2f} ({100 * p[m]['ci95'][0]:+.2f} to {100 * p[m]['ci95'][1]:+.2f})"  # noqa: E731
+                              + (" *" if p[m]["ci95"][0] > 0 or p[m]["ci95"][1] < 0 else ""))
+            out.append(f"| `{p['a']}` | `{p['b']}` | {p['set']} | {cell('acc')} | {cell('auroc')} |")
+    notes = ROOT / "bench" / "native_discussion.md"
+    if notes.is_file():
+        out += ["", notes.read_text().strip()]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default="/work/runs/native")
+    ap.add_argument("--data", default="/work/data", help="the built sets (dfdc-full-128, gan-faces-128, gan-128)")
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="dfdc64 for today's default")
+    ap.add_argument("--only-runs", nargs="+", choices=list(RUNS))
+    ap.add_argument("--limit", type=int, help="at most N images per class (smoke runs)")
+    ap.add_argument("--again", action="store_true", help="re-score sets already in the JSON")
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--skip-paired", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.report_only:
+        evaluate_runs(args)
+        if not args.skip_paired:
+            paired_runs(args)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "section.md").write_text(section())
+    print(f"wrote {OUT / 'section.md'}")
+
+
+if __name__ == "__main__":
+    main()
