@@ -59,26 +59,18 @@ def headline_pairs(runs: list[dict]) -> list[dict]:
         count = Counter(str(r.get("variant")) for r in mine)
         auroc = {v: sum(r["metrics"].get("auroc") or 0 for r in mine if str(r.get("variant")) == v) / n
                  for v, n in count.items()}
-        for family, fdft in (("baseline", False), ("FDFtNet", True)):
-            found = [v for v in count if v.startswith("fdftnet") == fdft and not v.startswith("ablation")]
+        for family, prefix in (("baseline", "baseline"), ("FDFtNet", "fdftnet")):
+            found = [v for v in count if v.startswith(prefix)]  # a linear probe is neither: shown when ticked
             if found:
                 pick = max(found, key=lambda v: (count[v], auroc[v]))
                 out += [dict(r, variant=family, recipe=pick) for r in mine if str(r.get("variant")) == pick]
     return out
 
 
-PLAIN = {  # a variant's name in the lab -> what it is, for the checkboxes and the legends
-    "baseline": "baseline (the pretrained detector)", "fdftnet-frozen": "FDFtNet, backbone kept fixed",
-    "fdftnet-unfrozen": "FDFtNet, backbone trained too", "fdftnet-unfrozen-lowlr": "FDFtNet, backbone at lr / 10",
-    "baseline-head": "baseline, last layer retrained", "baseline-full": "baseline, all of it retrained",
-    "linear-probe": "linear probe on the baseline's features", "fdftnet": "FDFtNet (new layers on the baseline)",
-    "fdftnet-adapt": "the default FDFtNet, trained further", "baseline-continued": "baseline, trained further",
-}
-
-
 def plain(variant: str) -> tuple[str, str]:
     """(label shown, value) of a variant for a checkbox: its plain name, the lab's name kept in brackets."""
-    return (f"{PLAIN[variant]} [{variant}]" if variant in PLAIN else variant), variant
+    shown = plots.plain_name(variant)
+    return (f"{shown} [{variant}]" if shown != variant else variant), variant
 
 
 def refresh(session: dict, dataset: str, shots: str, backbone: str | None = None, variants: list | None = None,

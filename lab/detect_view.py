@@ -86,9 +86,10 @@ def tested_on(record: dict) -> str:
     if not record.get("calibrated"):
         return ("_This model is not calibrated: P(fake) is its raw score and there is no “uncertain” verdict. "
                 "It was tested only on the data its card names._")
-    fams = ", ".join(record.get("tested_on") or []) or "its own validation data"
-    return (f"_Tested on: {fams}. Other kinds of fakes (diffusion portraits, new face-swap tools) were not "
-            f"tested: treat its verdict on them as a guess._")
+    fams = "; ".join(record.get("tested_on") or []) or "its own validation data"
+    return (f"_Tested on: {fams} (AUROC: how well it ranks fakes above reals, 0.5 is chance, 1 perfect). Other kinds "
+            f"of fakes (diffusion portraits, new face-swap tools) were not tested: treat its verdict on them as a "
+            f"guess._")
 
 
 def summary(verdicts: list[dict], record: dict, message: str | None) -> str:

@@ -302,7 +302,7 @@ def _render_one(zip_file, real_files, fake_files, base, session: gr.State) -> No
                                      info="patch sides up to 4 px x this (Cutout)")
             with gr.Row():
                 run_btn = gr.Button("Fine-tune", variant="primary")
-                cancel_btn = gr.Button("Cancel", variant="stop")
+                cancel_btn = gr.Button("Cancel", variant="secondary")
         with gr.Column(scale=2):
             status = gr.Markdown("Upload a small labelled set (at least 4 images per class); 25% of each class is "
                                  "held out to compare the starting model with the fine-tuned one.", elem_id="ft-status",

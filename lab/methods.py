@@ -22,9 +22,10 @@ from . import state as st
 from .uploads import prepare_upload
 
 DEFAULT_METHODS = ["fdftnet", "baseline-head", "baseline-full", "linear-probe"]
-METHOD_INFO = [("FDFtNet: new FTT + MBblockV3 on the frozen backbone", "fdftnet"),
-               ("FDFtNet adapt: the default FDFtNet fine-tuned further", "fdftnet-adapt"),
-               ("baseline, head only", "baseline-head"), ("baseline, whole network (lr 1e-4)", "baseline-full"),
+METHOD_INFO = [("FDFtNet: new attention and MobileNet layers on the detector kept fixed", "fdftnet"),
+               ("the default FDFtNet, trained further", "fdftnet-adapt"),
+               ("baseline, last layer retrained", "baseline-head"),
+               ("baseline, all layers retrained (at lr 1e-4)", "baseline-full"),
                ("linear probe on the baseline's features", "linear-probe")]
 STEPS = 30  # optimizer steps per run: half fdftnet.sweep's 60, so the default sweep takes minutes on a CPU
 # wall seconds per 30-step run from the default baseline (EfficientNet-Lite0) on the shared 2-core CPU at load ~8,
@@ -97,11 +98,14 @@ def summary_table(runs: list[dict]) -> str:
     rows = summarize(runs)
     ks = sorted({r["k"] for r in rows})
     cell = {(r["method"], r["k"]): r for r in rows}
-    f = lambda r, m: "–" if r[m + "_mean"] is None else f"{r[m + '_mean']:.3f} ± {r[m + '_sd']:.3f}"  # noqa: E731
+    def f(r, m):  # mean, and ± sd over seeds when there are several
+        if r[m + "_mean"] is None:
+            return "–"
+        return f"{r[m + '_mean']:.3f}" + (f" ± {r[m + '_sd']:.3f}" if r.get("n", 2) > 1 else "")
     lines = ["| ACC / AUROC | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
     for m in dict.fromkeys(r["method"] for r in rows):
-        lines.append(f"| {m} | " + " | ".join(f"{f(cell[m, k], 'acc')} / {f(cell[m, k], 'auroc')}"
-                                             if (m, k) in cell else "" for k in ks) + " |")
+        lines.append(f"| {plots.plain_name(m)} | " + " | ".join(f"{f(cell[m, k], 'acc')} / {f(cell[m, k], 'auroc')}"
+                                                             if (m, k) in cell else "" for k in ks) + " |")
     return "\n".join(lines)
 
 
@@ -225,7 +229,8 @@ def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, method
         st.CANCELLED.discard(sid)
         return False
     backbone = st.get_model(base_dir, session=session).backbone_name
-    label = f"sweep #{n} best: {backbone}, {best['method']}, {best['k']} shots/class, seed {best['seed']}"
+    label = (f"sweep #{n} best: {plots.plain_name(best['method'])}, {best['k']} faces per class"
+             + (f", seed {best['seed'] + 1} of {seeds}" if seeds > 1 else ""))
     session["models"].append({"label": label, "dir": best["model"], "base": base_dir, "data": None})
     session.setdefault("uploads", []).append({"name": f"upload of sweep #{n}", "root": str(faces.parent),
                                               "split": faces.name})
@@ -234,11 +239,12 @@ def _sweep(run_dir, n, zip_file, real_files, fake_files, base_dir, shots, method
                          "metrics": {m: r[m] for m in ("acc", "auroc", "ap")}} for r in runs]
     cut = (f"**Stopped at this server's time limit** (twice the {limits.setting('FDFTNET_SWEEP_MAX_MINUTES'):g} min a "
            f"sweep may take) after {len(runs)} of {total} runs; what finished is kept.  \n" if stopped else "")
-    status = cut + (f"**Done:** {len(runs)} runs. The best (AUROC {best['auroc']:.3f}) is now in Detect's picker as "
+    status = cut + (f"**Done:** {len(runs)} runs (k = {', '.join(map(str, shots))}). The best (AUROC "
+                    f"{best['auroc']:.3f}) is now in Detect's picker as "
               f"“sweep #{n} best”, and the curves are in Compare (dataset “session sweep #{n}”)."
               + (f"  \n{skipped}" if skipped else ""))
-    yield plots.shots_bands(runs, f"your upload: {len(runs)} runs, mean ± 1 sd over seeds"), status, \
-        summary_table(runs), session
+    over = ", mean ± 1 sd over seeds" if seeds > 1 else ""
+    yield plots.shots_bands(runs, f"your upload: {len(runs)} runs{over}"), status, summary_table(runs), session
     return True
 
 
@@ -254,8 +260,8 @@ def render(zip_file, real_files, fake_files, base, session: gr.State) -> None:
                               info="each seed draws other shots and held-out faces: the band is ± 1 sd over them")
             eta = gr.Markdown(estimate(AUTO, DEFAULT_METHODS, 2), elem_id="cm-eta")
             with gr.Row():
-                run_btn = gr.Button("Compare methods", variant="primary")
-                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cm-cancel")
+                run_btn = gr.Button("Compare methods", variant="primary", min_width=180)
+                cancel_btn = gr.Button("Cancel", variant="secondary", elem_id="cm-cancel")
         with gr.Column(scale=2):
             status = gr.Markdown("Upload at least k + 2 faces per class for the largest k: the faces beyond the "
                                  "drawn shots are held out to score every method on.", label="sweep status",

@@ -4,6 +4,22 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+# a variant's or method's name in the lab -> what it is, for legends, tables and checkboxes (issue #32: no internal
+# names on the page)
+NAMES = {
+    "fdftnet-frozen": "FDFtNet, detector kept fixed",
+    "fdftnet-unfrozen": "FDFtNet, detector trained too", "fdftnet-unfrozen-lowlr": "FDFtNet, detector at lr / 10",
+    "baseline-head": "baseline, last layer retrained", "baseline-full": "baseline, all layers retrained",
+    "linear-probe": "linear probe", "fdftnet": "FDFtNet (new layers)", "fdftnet-adapt": "the default FDFtNet, trained further",
+    "baseline-continued": "baseline, trained further", "fdftnet-start": "FDFtNet before fine-tuning",
+}
+
+
+def plain_name(variant) -> str:
+    """The plain name of a variant or method (itself when it has none)."""
+    return NAMES.get(str(variant), str(variant))
+
+
 _LAYOUT = dict(template="plotly_white", margin=dict(l=40, r=20, t=50, b=40), height=340)
 
 
@@ -150,8 +166,8 @@ def headline(runs: list[dict], title: str) -> go.Figure:
     """ACC and AUROC per backbone, one point per variant with a ± 1 sd bar over seeds, on an axis zoomed to the
     data (points, not bars: a bar on a zoomed axis would lie about its length). A run's "recipe", when given, is
     the exact variant behind a family name ("baseline", "FDFtNet") and shows on hover."""
-    rows = [{"backbone": r.get("backbone", "?"), "variant": r.get("variant", "?"),
-             "recipe": r.get("recipe", r.get("variant", "?")), "ACC": r.get("metrics", {}).get("acc"),
+    rows = [{"backbone": r.get("backbone", "?"), "variant": plain_name(r.get("variant", "?")),
+             "recipe": plain_name(r.get("recipe", r.get("variant", "?"))), "ACC": r.get("metrics", {}).get("acc"),
              "AUROC": r.get("metrics", {}).get("auroc")} for r in runs]
     df = pd.DataFrame(rows, columns=["backbone", "variant", "recipe", "ACC", "AUROC"]).dropna(
         subset=["ACC", "AUROC"], how="all")
@@ -190,14 +206,15 @@ def roc_by_variant(runs: list[dict], backbone: str) -> go.Figure:
         if r.get("backbone") == backbone and (r.get("metrics", {}).get("roc") or {}).get("fpr"):
             chosen.setdefault(str(r.get("variant", "?")), r)
     if not chosen:
-        return empty(f"no ROC points for {backbone}" if backbone else "pick a backbone")
+        return empty(f"no ROC points for {backbone}" if backbone else
+                     "no ROC curve for these runs (a sweep keeps each run's scores, not its curve)")
     names = sorted(chosen, key=lambda v: (not v.startswith("baseline"), v))
     colour = _colours(names)
     fig = go.Figure()
     for v in names:
         r = chosen[v]
         auc, seed = r["metrics"].get("auroc"), r.get("seed")
-        label = v + (f" ({auc:.3f})" if auc is not None else "") + (f", seed {seed}" if seed else "")
+        label = plain_name(v) + (f" ({auc:.3f})" if auc is not None else "") + (f", seed {seed}" if seed else "")
         fig.add_trace(go.Scatter(x=r["metrics"]["roc"]["fpr"], y=r["metrics"]["roc"]["tpr"], mode="lines",
                                  name=label, line=dict(color=colour[v])))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#aaa"), name="chance"))
@@ -215,6 +232,7 @@ def shots_bands(points: list[dict], title: str = "", placeholder: str = "no runs
                       columns=["backbone", "method", "k", "seed", "acc", "auroc"])
     if df.empty:
         return empty(placeholder)
+    df["method"] = df["method"].map(plain_name)
     df["line"] = df["method"] if df["backbone"].nunique() <= 1 else df["backbone"] + " · " + df["method"]
     names = sorted(df["line"].unique(), key=lambda v: (not v.split(" · ")[-1].startswith(("baseline", "linear")), v))
     colour = _colours(names)

@@ -465,10 +465,20 @@ def get_model(choice: str, expect: str | None = None, session: dict | None = Non
     return model
 
 
+BACKBONES = {"efficientnet_lite0": "EfficientNet-Lite0", "efficientnet_lite2": "EfficientNet-Lite2",
+             "shallownetv3": "ShallowNetV3 (the paper's)", "squeezenet": "SqueezeNet", "xception": "Xception",
+             "resnetv2_50": "ResNetV2-50", "resnet18": "ResNet-18"}
+
+
 def describe(model) -> str:
-    kind = "FDFtNet" if model.model_type == "fdftnet" else "baseline"
-    extra = f", {'frozen' if model.freeze_backbone else 'unfrozen'} backbone" if kind == "FDFtNet" else ""
-    return f"{kind} on {model.backbone_name}{extra}, threshold {float(model.threshold):.3f}"
+    """The model in plain words: FDFtNet or the baseline detector, its backbone, the face size it judges, and its
+    decision threshold when it is not calibrated (a calibrated one says fake / real / uncertain)."""
+    from fdftnet.models import crop_size_of
+    kind = "FDFtNet" if model.model_type == "fdftnet" else "baseline detector"
+    size = crop_size_of(model)
+    thr = "" if getattr(model, "trust", None) is not None else f", decision threshold {float(model.threshold):.2f}"
+    return (f"{kind} on {BACKBONES.get(model.backbone_name, model.backbone_name)}, judging {size}×{size}-px faces"
+            f"{thr}")
 
 
 def session_models(session: dict | None) -> list[dict]:

@@ -36,9 +36,9 @@ def sweep_settings(lab, tmp_path, monkeypatch):  # noqa: F811
     """(zip, shots, labels of methods to untick): tiny and quick, or (docs mode) real crops and the lab's steps."""
     from lab import methods
     if _docs_mode():
-        return _gan64_zip(tmp_path / "gan64-sample.zip", 16), "2,5,10", ["baseline, whole network"]
+        return _gan64_zip(tmp_path / "gan64-sample.zip", 16), "2,5,10", ["baseline, all layers retrained"]
     monkeypatch.setattr(methods, "STEPS", 6)  # the app runs in this process
-    return lab.zip, "1,2", ["baseline, whole network", "FDFtNet: new FTT"]
+    return lab.zip, "1,2", ["baseline, all layers retrained", "FDFtNet: new attention"]
 
 
 def _upload(page, path: str) -> None:
@@ -69,7 +69,7 @@ def test_compare_methods_draws_curves_live_then_in_detect_and_compare(page, swee
     # a marker of a mean curve (the ±1 sd band, drawn first, has no area while each k has one run)
     page.locator("#cm-curves .js-plotly-plot .scatterlayer .points path").first.wait_for()
     page.locator("#cm-status").get_by_text("Done", exact=False).wait_for(timeout=1_800_000)
-    page.locator("#cm-table").get_by_text("linear-probe").wait_for()
+    page.locator("#cm-table").get_by_text("linear probe").wait_for()
     assert "Traceback" not in page.content()
     page.wait_for_timeout(1500)  # let plotly finish laying out
     shot(page, tmp_path, "finetune-sweep")

@@ -42,9 +42,10 @@ def test_compare_methods_streams_points_and_sends_the_best_to_detect(lab, quick,
     assert lines[0] == 2 and lines[-1] == 4  # one method, then two, in both panels: points appear as runs end
     fig, status, table, session = outs[-1]
     assert any(t.fill == "toself" for t in fig.data)  # two seeds per k: a +-1 sd band
-    assert "**Done:** 8 runs" in status and "| fdftnet |" in table and "k = 2" in table
+    assert "**Done:** 8 runs (k = 1, 2)" in status and "| FDFtNet (new layers) |" in table and "k = 2" in table
     best = session["models"][-1]
-    assert best["label"].startswith("sweep #1 best: squeezenet") and best["data"] is None
+    assert best["label"].startswith("sweep #1 best: ") and "seed" in best["label"] and best["data"] is None
+    assert not re.search(r"linear-probe|fdftnet(?!\w)", best["label"])  # plain words, not the method's id
     kept = [p.parent for p in Path(best["dir"]).parents[2].rglob("config.json")]
     assert kept == [Path(best["dir"])]  # only the best run's checkpoint stays on disk
     assert best["dir"] in [v for _, v in st.model_choices(session)]
@@ -137,7 +138,8 @@ def test_compare_reads_runs_jobs_and_sweeps(tmp_path, monkeypatch):
     assert head.layout.yaxis.range[0] > 0.4  # zoomed to the data, not 0-1
     # shots curves: the sweep file first, a line per method with a band
     assert source["choices"][0] == "sweep_dfdc.json" and source["value"] == "sweep_dfdc.json"
-    assert {t.name for t in curves.data if t.mode == "lines+markers"} == {"fdftnet", "baseline-head"}
+    assert {t.name for t in curves.data if t.mode == "lines+markers"} == {"FDFtNet (new layers)",
+                                                                          "baseline, last layer retrained"}
     assert sum(t.fill == "toself" for t in curves.data) == 4  # 2 methods x 2 panels
     # ROC: one backbone, by default the headline pair only (named with their recipes), the legend above the plot
     # where it cannot cover the tick labels (issue #32.6)
@@ -145,13 +147,13 @@ def test_compare_reads_runs_jobs_and_sweeps(tmp_path, monkeypatch):
     lines = [t.name for t in roc.data if t.name != "chance"]
     assert len(lines) == 2 and lines[0].startswith("baseline (") and lines[1].startswith("FDFtNet (")
     assert roc.layout.legend.orientation == "h" and roc.layout.legend.y > 1 and head.layout.legend.y > 1
-    assert ("baseline (the pretrained detector) [baseline]", "baseline") in variants["choices"]
+    assert ("FDFtNet, detector kept fixed [fdftnet-frozen]", "fdftnet-frozen") in variants["choices"]
     # ticked variants replace the headline pair; the benchmark jobs are the other source
     *_, head, curves, roc, note = compare.refresh(None, "dfdc", "full set", "xception", ["fdftnet-unfrozen"],
                                                  results.JOBS)
-    assert [t.name for t in head.data] == ["fdftnet-unfrozen", "fdftnet-unfrozen"] and roc.layout.title.text.endswith(
+    assert [t.name for t in head.data] == ["FDFtNet, detector trained too"] * 2 and roc.layout.title.text.endswith(
         "xception")
-    assert {t.name for t in curves.data if t.mode == "lines+markers"} == {"fdftnet"}
+    assert {t.name for t in curves.data if t.mode == "lines+markers"} == {"FDFtNet (new layers)"}
 
 
 def test_compare_empty_state_says_what_to_do(tmp_path, monkeypatch):
