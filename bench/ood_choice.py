@@ -3,7 +3,8 @@
 A detector that never met a family of fakes should flag most of that family's faces (uncertain, or called fake)
 while flagging few of its own test faces. For one model this scores every candidate OOD distance of fdftnet.trust
 (the model's own features or ImageNet EfficientNet-Lite0's; kNN or Mahalanobis; threshold at the 95th percentile of
-the validation faces' distances, bank of up to 4,096 training faces) and the full verdict (calibration, band, OOD):
+the validation faces' distances, bank of up to 4,096 training faces; the encoders of fdftnet.trust.REFERENCE_ENCODERS)
+and the full verdict (calibration, band, OOD):
 
     python -m bench.ood_choice --model /work/runs/native/dfdc-all --val DATA/dfdc-full-128:validation \
         --bank DATA/dfdc-full-128:train --own DATA/dfdc-full-128:test --held-out DATA/gan-faces-128:test \
@@ -48,11 +49,12 @@ def main(argv=None) -> dict:
     feats = {}
     for name, data in (("val", val), ("own", own), ("held", held), ("bank", bank)):
         logits, f = embed(model, data.images)
-        feats[name] = {"model": f, "imagenet": reference_features(data.images), "logits": logits}
+        feats[name] = {"model": f, "imagenet": reference_features(data.images),
+                       "imagenet-early": reference_features(data.images, early=True), "logits": logits}
     out = {"model": args.model, "val": args.val, "bank": args.bank, "own": args.own, "held_out": args.held_out,
            "n": {k: len(d) for k, d in (("val", val), ("own", own), ("held_out", held), ("bank", bank))},
            "candidates": {}}
-    for encoder in ("model", "imagenet"):
+    for encoder in ("model", "imagenet", "imagenet-early"):
         for method in ("knn", "mahalanobis"):
             scorer = OODScorer(method, feats["bank"][encoder], bank.labels)
             thr = float(np.quantile(scorer(feats["val"][encoder]), 0.95))

@@ -201,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["auto", "platt", "isotonic"], default="auto",
                    help="calibration map (default auto: the lower ECE across halves of --val)")
     p.add_argument("--ood", choices=["knn", "mahalanobis"], default="knn", help="the OOD distance (default knn)")
-    p.add_argument("--ood-encoder", choices=["model", "imagenet"], default="model",
-                   help="whose features the OOD distance is measured in: the model's own, or ImageNet "
-                        "EfficientNet-Lite0's (default model)")
+    p.add_argument("--ood-encoder", choices=["model", "imagenet", "imagenet-early"], default="model",
+                   help="whose features the OOD distance is measured in: the model's own, ImageNet EfficientNet-Lite0's "
+                        "pooled output, or its first stages' statistics (default model)")
     p.add_argument("--target", type=float, default=0.9,
                    help="each confident verdict (fake, real) right at least this often on --val (default 0.9)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N images per class per split")

