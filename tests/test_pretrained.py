@@ -130,7 +130,8 @@ def test_pretrained_baseline_trains_with_onecycle_adamw(synthetic_images, tmp_pa
 def test_cli_models_says_which_backbones_have_pretrained_weights(capsys):
     from fdftnet.cli import main as cli_main
     assert cli_main(["models"]) == 0
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    backbones = capsys.readouterr().out.split("Backbones", 1)[1]  # after the checkpoints --model accepts
+    rows = {line.split()[0]: line for line in backbones.splitlines()[2:] if line.strip()}
     for name in LITES:
         assert "ImageNet (installed" in rows[name]
     assert "none (random init)" in rows["shallownetv3"]
