@@ -60,8 +60,8 @@ def test_calibrate_command_writes_the_files_and_predict_says_so(calibrated_model
                                                                 capsys):
     root = str(synthetic_images)
     assert main(["calibrate", "--model", str(calibrated_model), "--val", f"{root}:validation",
-                 "--bank", f"{root}:train", "--test", f"synthetic fakes={root}:test", "--json",
-                 str(tmp_path / "r.json")]) == 0
+                 "--bank", f"{root}:train", "--test", f"synthetic fakes={root}:test", "--ood-encoder", "imagenet-early",
+                 "--json", str(tmp_path / "r.json")]) == 0
     printed = capsys.readouterr().out
     assert "ECE" in printed and "synthetic fakes" in printed
     cal = json.loads((calibrated_model / CALIBRATION_NAME).read_text())
