@@ -9,8 +9,8 @@ import torch
 from conftest import make_image_folder
 from fdftnet.checkpoint import load_model, save_checkpoint
 from fdftnet.cli import main
-from fdftnet.trust import (CALIBRATION_NAME, OOD_NAME, OODScorer, calibrated, choose_band, ece, fit_platt,
-                           load_trust)
+from fdftnet.calibration import calibrated, choose_band, ece, fit_platt
+from fdftnet.trust import CALIBRATION_NAME, OOD_NAME, OODScorer, load_trust
 
 
 def test_platt_scaling_recovers_the_true_calibration_and_lowers_ece():
@@ -122,7 +122,7 @@ def test_an_unseen_family_is_flagged_more_than_the_models_own(tmp_path, tiny_bas
 def test_auto_picks_isotonic_where_a_sigmoid_cannot_fit():
     """A calibration curve no sigmoid of the margin matches (a step): auto chooses isotonic from validation halves,
     and its map is monotone and clipped away from 0 and 1."""
-    from fdftnet.trust import choose_method, fit_isotonic
+    from fdftnet.calibration import choose_method, fit_isotonic
     rng = np.random.default_rng(2)
     m = rng.normal(0, 2, 4000)
     y = (rng.uniform(size=4000) < np.where(m > 0, 0.85, 0.15)).astype(int)
