@@ -2,6 +2,7 @@
 each taking the parsed arguments and returning the exit status; expected failures raise the one-line errors that
 fdftnet.cli.main prints.
 """
+import contextlib
 import json
 import sys
 
@@ -177,19 +178,13 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_crop_faces(args) -> int:
-    from tqdm import tqdm
-
     from .faces import crop_folder
     from .predict import face_detector_needed
     if args.min_face < 1:
         raise ValueError("--min-face must be at least 1")
     if not 32 <= args.size <= 512:
         raise ValueError(f"--size must be 32..512 px, got {args.size}")
-    with tqdm(unit="photo", leave=False, dynamic_ncols=True, disable=None) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _progress_bar("photo", leave=False) as progress:
         with face_detector_needed():
             r = crop_folder(args.src, args.out, split=args.split, min_size=args.min_face, progress=progress,
                             size=args.size)
@@ -204,21 +199,32 @@ def _cmd_crop_faces(args) -> int:
     return 0
 
 
-def _cmd_build_data(args) -> int:
-    from tqdm import tqdm
+def _key_values(items: list[str], flag: str, form: str) -> dict[str, str]:
+    """["a=1", "b=2"] -> {"a": "1", "b": "2"}; a one-line ValueError naming `flag` for an item without a key."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{flag} wants {form}, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
 
-    from .data.build import build_dataset, verify_build
-    where = {}
-    for item in args.where:
-        col, eq, value = item.partition("=")
-        if not eq or not col:
-            raise ValueError(f"--where wants COLUMN=VALUE, got {item!r}")
-        where[col.strip()] = value.strip()
-    with tqdm(unit="img", dynamic_ncols=True, disable=None, mininterval=2) as bar:
+
+@contextlib.contextmanager
+def _progress_bar(unit: str, **kwargs):
+    """A tqdm bar on a terminal (none in a log), and the progress(done, total) callback that moves it."""
+    from tqdm import tqdm
+    with tqdm(unit=unit, dynamic_ncols=True, disable=None, **kwargs) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
+        yield progress
 
+
+def _cmd_build_data(args) -> int:
+    from .data.build import build_dataset, verify_build
+    where = _key_values(args.where, "--where", "COLUMN=VALUE")
+    with _progress_bar("img", mininterval=2) as progress:
         if args.verify:
             r = verify_build(args.verify, progress=progress)
         else:
@@ -240,12 +246,7 @@ def _cmd_build_data(args) -> int:
 
 def _cmd_calibrate(args) -> int:
     from .trust import calibrate_checkpoint
-    tests = {}
-    for item in args.test:
-        family, eq, entry = item.partition("=")
-        if not eq or not family:
-            raise ValueError(f"--test wants FAMILY=ROOT:SPLIT, got {item!r}")
-        tests[family] = entry
+    tests = _key_values(args.test, "--test", "FAMILY=ROOT:SPLIT")
     if not 0.5 <= args.target < 1:
         raise ValueError(f"--target must be in [0.5, 1), got {args.target}")
     r = calibrate_checkpoint(args.model, args.val, args.bank, tests, args.ood, args.target, args.limit,
