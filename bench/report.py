@@ -419,9 +419,10 @@ def render(results: Path) -> Path:
                 "trained the same way but for the fake class: real DFDC fakes only, or half of each batch's fakes "
                 "replaced by self-blends of that batch's reals (`--pseudo-ratio 0.5`).", ""]
         out += sbt + [""]
-    native = results / "native" / "section.md"  # bench.native: the native-resolution runs (issue #30)
-    if native.is_file() and native.read_text().strip():
-        out += [native.read_text()]
+    for part in ("native", "trust"):  # bench.native (issue #30), bench.trust_report (issue #32)
+        section = results / part / "section.md"
+        if section.is_file() and section.read_text().strip():
+            out += [section.read_text()]
     roc = go.Figure()
     for r in runs:
         if r["group"] == "main" and r["seed"] == 0:  # one curve per variant: its first seed
