@@ -7,6 +7,7 @@ data curve, the families table, the augmentation trial and every command.
 
     python -m bench.native --runs /work/runs/native --data /work/data --shared ../shared/data     # eval + paired
     python -m bench.native --report-only                  # bench/results/native/section.md from the JSON files
+    python -m bench.native --export mixed-fdftnet --make-default      # ship it and its baseline into checkpoints/
 
 Results: bench/results/native/<run>.json ({set: metrics}) and paired_*.json; REPORT.md includes section.md.
 """
@@ -30,7 +31,8 @@ RUNS = {
 }
 SETS = {"dfdc test": ("dfdc-full-128", "test"), "dfdc test-extra": ("dfdc-full-128", "test-extra"),
         "gan test (faces)": ("gan-faces-128", "test"), "gan test (whole images)": ("gan-128", "test")}
-OLD_DEFAULT = ROOT / "checkpoints" / "fdftnet-efficientnet_lite0-dfdc64"
+CHECKPOINTS = ROOT / "checkpoints"
+OLD_DEFAULT = CHECKPOINTS / "fdftnet-efficientnet_lite0-dfdc64"
 
 
 def _scores(model_dir, root: Path, split: str, limit=None):
@@ -102,6 +104,71 @@ def paired_runs(args) -> None:
               f"{r['auroc']['ci95']}", flush=True)
 
 
+# per family of fakes: what the runs that met it trained on, and the sets that test it (families.json, the card)
+FAMILIES = {"DFDC face swaps": ("dfdc-full train: 8,045 real + 39,073 fake crops of DFDC videos, 128 px",
+                                ("dfdc test", "dfdc test-extra")),
+            "GAN faces": ("gan finetune split: faces of a face-generator website (BaseMax/FakeFaces) against UTKFace "
+                          "reals, 100 a class held out for validation", ("gan test (faces)",))}
+MET_GAN = {"mixed", "mixed-fdftnet"}  # the runs that trained on GAN faces
+
+
+def families(run: str) -> dict:
+    """families.json of a run, from its scores in bench/results/native/<run>.json."""
+    res = json.loads((OUT / f"{run}.json").read_text())
+    rows = []
+    for family, (trained, sets) in FAMILIES.items():
+        met = family != "GAN faces" or run in MET_GAN
+        rows.append({"family": family, "trained_on": trained if met else None,
+                     "tested_on": [{"data": res[s]["data"], "n": res[s]["n"], "acc": res[s]["acc"],
+                                    "auroc": res[s]["auroc"]} for s in sets if s in res]})
+    return {"families": rows, "source": f"python -m bench.native (run {run})"}
+
+
+def export(args) -> None:
+    """Ship `--export` (an FDFtNet run) and its baseline run as checkpoints/{fdftnet,baseline}-efficientnet_lite0-
+    native128: weights, training.json, eval.json (dfdc-full test, as `fdftnet evaluate` scores it), families.json
+    and the card; built in a staging folder and swapped in whole (bench.reproduce's export does the same)."""
+    import shutil
+    import uuid
+
+    from bench.reproduce import _swap_in
+    from fdftnet import load_model
+    from fdftnet.card import write_model_card
+    from fdftnet.checkpoint import write_json
+    from fdftnet.inference import evaluate
+    from fdftnet.metrics import jsonable
+    from fdftnet.models import crop_size_of
+    from fdftnet.train import TrainConfig, load_split
+    dest = CHECKPOINTS
+    fd_run = Path(args.runs) / args.export
+    base_run = Path(json.loads((fd_run / "training.json").read_text())["info"]["base_model"])
+    staging = dest / f".export-{uuid.uuid4().hex}"
+    names = {kind: f"{kind}-efficientnet_lite0-native128" for kind in ("baseline", "fdftnet")}
+    data_root = Path(args.data) / "dfdc-full-128"
+    try:
+        for kind, src in (("baseline", base_run), ("fdftnet", fd_run)):
+            out = staging / names[kind]
+            out.mkdir(parents=True)
+            for f in ("config.json", "model.safetensors"):
+                shutil.copy2(src / f, out / f)
+            training = json.loads((src / "training.json").read_text())
+            if kind == "fdftnet":  # provenance: the shipped baseline, not the runs folder
+                training["info"].update(base_model=f"checkpoints/{names['baseline']}", base_model_source="local")
+            write_json(out / "training.json", training)
+            model = load_model(out)
+            m = jsonable(evaluate(model, load_split(TrainConfig(data=str(data_root)), "test", size=crop_size_of(model))))
+            write_json(out / "eval.json", {**m, "split": "test", "data": "dfdc-full-128", "run": src.name})
+            print(f"{names[kind]}: dfdc-full test ACC {m['acc']:.4f} AUROC {m['auroc']:.4f}", flush=True)
+            write_json(out / "families.json", families(src.name))
+            write_model_card(out, location=f"checkpoints/{names[kind]}")
+        _swap_in(staging, dest, list(names.values()))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if args.make_default:
+        write_json(dest / "default.json", names)
+    print(f"exported {names} to {dest}" + (" (now the default)" if args.make_default else ""))
+
+
 def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.2f}"
 
@@ -149,7 +216,12 @@ def main(argv=None) -> None:
     ap.add_argument("--again", action="store_true", help="re-score sets already in the JSON")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--skip-paired", action="store_true")
+    ap.add_argument("--export", metavar="RUN", choices=sorted(MET_GAN - {"mixed"}),
+                    help="ship this FDFtNet run and its baseline into checkpoints/ (after its scores are in)")
+    ap.add_argument("--make-default", action="store_true", help="with --export: point checkpoints/default.json at them")
     args = ap.parse_args(argv)
+    if args.export:
+        return export(args)
     if not args.report_only:
         evaluate_runs(args)
         if not args.skip_paired:

@@ -194,10 +194,12 @@ def _training_rows(config: dict, training: dict) -> list[tuple[str, str]]:
             ("early stopping", f"{cfg.get('monitor')}, patience {cfg.get('patience')}" if cfg.get("monitor") else None),
             ("shots per class", cfg.get("shots") if cfg.get("shots") is not None else ("all" if cfg else None)),
             ("seed", cfg.get("seed"))]
-    if config.get("input_size", 64) != 64 or config.get("mean") is not None:
-        rows.append(("backbone input", f"the 64x64 crop resized to {config.get('input_size', 64)} px"
+    crop, size = config.get("crop_size", 64), config.get("input_size", 64)
+    if size != crop or crop != 64 or config.get("mean") is not None:
+        ftt = config.get("ftt_size") or crop
+        rows.append(("backbone input", (f"the {crop}x{crop} crop" + (f" resized to {size} px" if size != crop else " as is"))
                      + (", ImageNet mean/std" if config.get("mean") is not None else "")
-                     + (" (the FTT reads the 64x64 crop)" if config["model_type"] == "fdftnet" else "")))
+                     + (f" (the FTT reads the crop at {ftt}x{ftt})" if config["model_type"] == "fdftnet" else "")))
     if cfg.get("schedule"):
         rows.append(("lr schedule", cfg["schedule"]))
     for key, name in (("layer_decay", "layer-wise lr decay"), ("frozen_epochs", "epochs with the backbone frozen first"),

@@ -144,3 +144,53 @@ def test_lab_uploads_are_cropped_at_the_starting_models_size(tmp_path):
                                       sorted(map(str, (src / "x" / "fake").iterdir())), tmp_path / "run", size=80)
     assert counts == {"real": 6, "fake": 6}
     assert {Image.open(p).size for p in faces.rglob("*.png")} == {(80, 80)}
+
+
+def test_bench_native_ships_a_run_and_its_baseline_as_evaluate_scores_them(tmp_path, monkeypatch, capsys):
+    """bench.native --export: both folders with weights, eval.json equal to `fdftnet evaluate` on the built test
+    split, families.json from the run's scores, a card; default.json follows; a failed export leaves checkpoints."""
+    import json
+
+    import bench.native as native
+    from fdftnet.cli import main
+    from fdftnet.train import finetune
+    data = tmp_path / "data"
+    native_images = make_image_folder(data / "dfdc-full-128", {"train": 16, "finetune": 12, "validation": 8, "test": 12},
+                                      size=96)
+    runs, results, ckpts = tmp_path / "runs", tmp_path / "results", tmp_path / "checkpoints"
+    results.mkdir()
+    ckpts.mkdir()
+    monkeypatch.setattr(native, "OUT", results)
+    monkeypatch.setattr(native, "CHECKPOINTS", ckpts)
+    base = TrainConfig(stage="pretrain", data=str(native_images), backbone="squeezenet", input_size=96, crop_size=96,
+                       out=str(runs / "mixed"), epochs=1, batch_size=16, device="cpu", precise_bn=0)
+    assert list(pretrain(base))[-1]["type"] == "done"
+    ft = TrainConfig(stage="finetune", data=str(native_images), backbone_from=str(runs / "mixed"), mb_blocks=1,
+                     out=str(runs / "mixed-fdftnet"), epochs=1, batch_size=16, device="cpu", precise_bn=0)
+    assert list(finetune(ft))[-1]["type"] == "done"
+    for run in ("mixed", "mixed-fdftnet"):
+        (results / f"{run}.json").write_text(json.dumps({
+            "dfdc test": {"data": "dfdc-full-128/test", "n": 24, "acc": 0.5, "auroc": 0.6},
+            "gan test (faces)": {"data": "gan-faces-128/test", "n": 10, "acc": 0.7, "auroc": 0.8}}))
+    (ckpts / "default.json").write_text('{"baseline": "old-b", "fdftnet": "old-f"}')
+
+    with pytest.raises(FileNotFoundError):  # no such run: nothing is half-written, the default stays
+        native.main(["--runs", str(tmp_path / "nowhere"), "--data", str(data), "--export", "mixed-fdftnet"])
+    assert sorted(p.name for p in ckpts.iterdir()) == ["default.json"]
+
+    native.main(["--runs", str(runs), "--data", str(data), "--export", "mixed-fdftnet", "--make-default"])
+    names = json.loads((ckpts / "default.json").read_text())
+    assert names == {"baseline": "baseline-efficientnet_lite0-native128", "fdftnet": "fdftnet-efficientnet_lite0-native128"}
+    for kind in ("baseline", "fdftnet"):
+        folder = ckpts / names[kind]
+        shipped = json.loads((folder / "eval.json").read_text())
+        capsys.readouterr()
+        assert main(["evaluate", "--model", str(folder), "--data", str(data / "dfdc-full-128"), "--split", "test",
+                     "--json", str(tmp_path / f"{kind}.json")]) == 0
+        again = json.loads((tmp_path / f"{kind}.json").read_text())
+        assert (shipped["acc"], shipped["auroc"], shipped["n"]) == (again["acc"], again["auroc"], again["n"])
+        fam = {r["family"]: r for r in json.loads((folder / "families.json").read_text())["families"]}
+        assert fam["GAN faces"]["trained_on"] and fam["GAN faces"]["tested_on"][0]["auroc"] == 0.8
+        assert "96x96" in (folder / "README.md").read_text()
+    info = json.loads((ckpts / names["fdftnet"] / "training.json").read_text())["info"]
+    assert info["base_model"] == f"checkpoints/{names['baseline']}"
