@@ -222,8 +222,8 @@ class FDFtNet(
             if cfg.get(key) is not None:
                 kwargs.setdefault(key, cfg[key])
         if kwargs.get("ftt_size") is None and kwargs.get("crop_size", 64) > FTT_SIZE:
-            # measured (docs/speed.md): an FTT reading a 128-px crop costs 2.4x the whole model's CPU latency
-            # for its (64 x 64)^2 attention; at the paper's 64 px it stays a small part of it
+            # measured (bench.ftt_size, docs/native.md): reading a 128-px crop, the FTT's (64 x 64)^2 attention
+            # costs 3.9x the CPU time per face of reading it at the paper's 64 px
             kwargs["ftt_size"] = FTT_SIZE
         model = cls(**kwargs)
         src = baseline.backbone.state_dict()
