@@ -52,6 +52,20 @@ def _default_backbone() -> str:
 
 
 DEFAULT_BACKBONE = _default_backbone()
+
+
+def _default_crop() -> int:
+    """The crop size of the shipped default FDFtNet: the face size its rows are measured at."""
+    name = json.loads((ROOT / "checkpoints" / "default.json").read_text())["fdftnet"]
+    return json.loads((ROOT / "checkpoints" / name / "config.json").read_text()).get("crop_size", 64)
+
+
+DEFAULT_CROP = _default_crop()
+CROP = DEFAULT_CROP  # the face crop every row is measured at (--crop-size); rows at other than 64 px are keyed @PX
+
+
+def _key(kind: str, backbone: str) -> str:
+    return f"{kind}/{backbone}" + (f"@{CROP}" if CROP != 64 else "")
 MB_BLOCKS = 3
 SECTIONS = ("latency", "throughput", "finetune", "fit", "app")
 TARGETS = {  # issue 6, 2-core CPU
@@ -163,8 +177,8 @@ def _algorithmic_attention(model):
 
 
 def count_flops(model, device: str) -> int:
-    """FLOPs of one 64x64 image through `model` (convolutions, matmuls and attention; 1 MAC = 2 FLOPs)."""
-    x = torch.rand(1, 3, 64, 64, device=device)
+    """FLOPs of one face crop through `model` (convolutions, matmuls and attention; 1 MAC = 2 FLOPs)."""
+    x = torch.rand(1, 3, CROP, CROP, device=device)
     with torch.inference_mode(), _algorithmic_attention(model), FlopCounterMode(display=False) as fc:
         model(x)
     return int(fc.get_total_flops())
@@ -174,12 +188,16 @@ def count_flops(model, device: str) -> int:
 
 def build(kind: str, backbone: str, device: str, frozen: bool = True):
     torch.manual_seed(0)
-    # ImageNet-pretrained backbones as they are trained and shipped: the crops upsampled to 128 px, normalised
-    prep = dict(input_size=128, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)) if backbone in PRETRAINED_PACKAGES else {}
+    # ImageNet-pretrained backbones as they are trained and shipped: the crops fed at >= 128 px, normalised; a
+    # native crop (> 64 px) is read by the FTT at 64 px, as FDFtNet.from_baseline builds it
+    prep = dict(input_size=max(128, CROP), mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)) \
+        if backbone in PRETRAINED_PACKAGES else dict(input_size=CROP)
+    prep["crop_size"] = CROP
     if kind == "baseline":
         model = BaselineDetector(backbone, **prep)
     else:
-        model = FDFtNet(backbone, mb_blocks=MB_BLOCKS, freeze_backbone=frozen, **prep)
+        model = FDFtNet(backbone, mb_blocks=MB_BLOCKS, freeze_backbone=frozen, ftt_size=64 if CROP > 64 else None,
+                        **prep)
     return model.to(device).eval()
 
 
@@ -197,7 +215,7 @@ def measure_latency(model, reps: int, tmp: Path) -> dict:
     """PNG on disk -> P(fake) through the package's own path (load_image + predict), after warm-up."""
     rng = np.random.default_rng(0)
     path = tmp / "face.png"
-    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+    Image.fromarray(rng.integers(0, 256, (CROP, CROP, 3), dtype=np.uint8)).save(path)
     for _ in range(10):
         predict_files(model, [path])
     ts = []
@@ -215,7 +233,7 @@ def measure_throughput(model, device: str, batch: int, reps: int, amp: bool, pat
     it (NHWC); path="predict": the package's predict_tensor on uint8 images, P(fake) out (it may split the
     batch, see fdftnet.inference.CPU_CHUNK).
     """
-    u8 = torch.randint(0, 256, (batch, 64, 64, 3), dtype=torch.uint8).permute(0, 3, 1, 2)  # (B, 3, H, W) view
+    u8 = torch.randint(0, 256, (batch, CROP, CROP, 3), dtype=torch.uint8).permute(0, 3, 1, 2)  # (B, 3, H, W) view
     if path == "predict":
         def call():
             predict_tensor(model, u8, batch_size=batch, device=device, amp=amp)
@@ -240,7 +258,7 @@ def measure_throughput(model, device: str, batch: int, reps: int, amp: bool, pat
 
 def synthetic_set(n: int, seed: int = 0) -> ImageSet:
     g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)
+    images = torch.randint(0, 256, (n, 3, CROP, CROP), dtype=torch.uint8, generator=g)
     labels = torch.arange(n) % 2
     return ImageSet(images, labels, [f"synthetic/{i}" for i in range(n)])
 
@@ -425,6 +443,8 @@ def _fractions(row: dict, rate: float, ref: str = "fp32") -> None:
 
 
 def run(args) -> dict:
+    global CROP
+    CROP = getattr(args, "crop_size", DEFAULT_CROP)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -455,7 +475,7 @@ def run(args) -> dict:
                 model = _maybe_compile(model, args.compile)
                 with others_load(row):
                     row.update(measure_model(model, kind, bb, device, cfg, sections, amp, rate, Path(tmp)))
-                res["models"][f"{kind}/{bb}{tag}"] = row
+                res["models"][f"{_key(kind, bb)}{tag}"] = row
                 log(f"{kind}/{bb}")
             if "finetune" in sections:
                 for frozen in (True, False):
@@ -463,13 +483,13 @@ def run(args) -> dict:
                     r = {}
                     with others_load(r):
                         r.update(measure_finetune(bb, frozen, device, steps, amp))
-                    res["finetune"][f"fdftnet/{bb}/{'frozen' if frozen else 'unfrozen'}"] = r
+                    res["finetune"][f"{_key('fdftnet', bb)}/{'frozen' if frozen else 'unfrozen'}"] = r
                 log(f"finetune {bb}")
     if "fit" in sections and cfg["fit"] and DEFAULT_BACKBONE in backbones:
         r = {}
         with others_load(r):
             r.update(measure_fit(DEFAULT_BACKBONE, device))
-        res["fit"] = {f"fdftnet/{DEFAULT_BACKBONE}/frozen": r}
+        res["fit"] = {f"{_key('fdftnet', DEFAULT_BACKBONE)}/frozen": r}
         log("fit")
     if "app" in sections:
         res["app"] = measure_app()
@@ -519,7 +539,7 @@ def on_gpu(res: dict) -> bool:
 
 def check_targets(res: dict) -> dict:
     """The issue's targets for the default model (the CPU ones, or on a GPU the GPU ones), beside what was measured."""
-    key = f"fdftnet/{DEFAULT_BACKBONE}"
+    key = f"fdftnet/{DEFAULT_BACKBONE}" + (f"@{DEFAULT_CROP}" if DEFAULT_CROP != 64 else "")
     row = res.get("models", {}).get(key, {})
     if on_gpu(res):
         got = {"images_per_s_b1024": row.get("images_per_s", {}).get("1024"),
@@ -657,6 +677,8 @@ def main(argv=None) -> None:
     ap.add_argument("--backbones", default=None, help="comma list (default: all registered)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {','.join(SECTIONS)}")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the whole run")
+    ap.add_argument("--crop-size", type=int, default=DEFAULT_CROP,
+                    help=f"face crop size the models are built and fed at (default: the default's, {DEFAULT_CROP})")
     ap.add_argument("--compile", action="store_true", help="time torch.compile'd models (rows get +compile)")
     ap.add_argument("--no-amp", action="store_true", help="GPU: float32 instead of bf16 autocast")
     ap.add_argument("--from-json", default=None, help="render --markdown from a saved result, measure nothing")
