@@ -26,6 +26,8 @@ RUNS = {
     "dfdc-16k": ("Lite0 at 128 px, 8,045 + 8,045 train crops, degradations", "dfdc-full train, 16k (all reals)"),
     "dfdc-all": ("Lite0 at 128 px, all 47,118 train crops (balanced epochs), degradations", "dfdc-full train, 47k"),
     "mixed": ("dfdc-all + gan faces (gan-faces-128 finetune, 100 a class held out)", "dfdc-full train + gan finetune"),
+    "dfdc-fdftnet": ("FDFtNet (FTT at 64 px + MBblockV3) on `dfdc-all`, trained end to end at lr/10 for the backbone",
+                     "dfdc-full finetune"),
     "mixed-fdftnet": ("FDFtNet (FTT at 64 px + MBblockV3) on `mixed`, trained end to end at lr/10 for the backbone",
                       "dfdc-full finetune + gan finetune"),
 }
@@ -74,6 +76,7 @@ def paired_runs(args) -> None:
     pairs = [("old-default", "mixed-fdftnet", "dfdc test"), ("old-default", "mixed", "dfdc test"),
              ("old-default", "dfdc-all", "dfdc test"), ("dfdc-all", "mixed", "dfdc test"),
              ("dfdc-all", "mixed", "gan test (faces)"), ("mixed", "mixed-fdftnet", "dfdc test"),
+             ("dfdc-all", "dfdc-fdftnet", "dfdc test"),
              ("dfdc-8k-flip", "dfdc-8k", "dfdc test"), ("dfdc-8k", "dfdc-16k", "dfdc test"),
              ("dfdc-16k", "dfdc-all", "dfdc test")]
     cache = {}
