@@ -487,11 +487,15 @@ def session_models(session: dict | None) -> list[dict]:
 
 
 def model_choices(session: dict | None) -> list[tuple[str, str]]:
-    """Detect's model picker: the defaults that exist, then this session's fine-tuned models."""
-    default = discover()["default"]
+    """Detect's model picker: the defaults that exist, the other shipped checkpoints (FDFtNets first), then this
+    session's fine-tuned models."""
+    found = discover()
+    default = found["default"]
     out = [("default FDFtNet" + ("" if default["fdftnet"] else " (missing)"), DEFAULT)]
     if default["baseline"]:
         out.append(("default baseline", DEFAULT_BASELINE))
+    out += [(f"{'FDFtNet' if kind == 'fdftnet' else 'baseline'}: {Path(d).name}", d)
+            for kind in ("fdftnet", "baseline") for d in found[kind] if d != default[kind]]
     return out + [(m["label"], m["dir"]) for m in session_models(session)]
 
 

@@ -84,6 +84,21 @@ def test_discovery_prefers_default_json(lab):
     assert [v for _, v in st.model_choices(None)] == [st.DEFAULT, st.DEFAULT_BASELINE]
 
 
+def test_the_picker_keeps_every_shipped_checkpoint_beside_the_defaults(lab, tmp_path, monkeypatch):
+    """A new default does not push the older shipped models out of Detect's picker."""
+    import shutil
+    from lab import state as st
+    ck = tmp_path / "checkpoints"
+    shutil.copytree(lab.ck, ck)
+    shutil.copytree(ck / "fdftnet-squeezenet", ck / "fdftnet-older")
+    shutil.copytree(ck / "base-squeezenet", ck / "base-older")
+    monkeypatch.setenv("FDFTNET_CHECKPOINTS", str(ck))
+    assert st.model_choices(None) == [("default FDFtNet", st.DEFAULT), ("default baseline", st.DEFAULT_BASELINE),
+                                      ("FDFtNet: fdftnet-older", str(ck / "fdftnet-older")),
+                                      ("baseline: base-older", str(ck / "base-older"))]
+    assert st.resolve(str(ck / "fdftnet-older")) == str(ck / "fdftnet-older")
+
+
 def test_detect_image_returns_probability_and_overlays(lab):
     from lab import detect
     for choice in ("default", "default-baseline", str(lab.ck / "fdftnet-squeezenet")):
