@@ -270,6 +270,15 @@ def fewshot(runs: list[dict]):
 SWEEP_ORDER = ("fdftnet", "fdftnet-adapt", "baseline-head", "baseline-full", "linear-probe")
 
 
+# the command that wrote each sweep file (DATA, RUNS: where the built sets and the native runs were kept)
+SWEEP_COMMANDS = {
+    "sweep_gan64": "python -m bench.reproduce --only sweep",
+    "sweep_gan_native": "fdftnet sweep --data DATA/gan-faces-128 --init-from RUNS/dfdc-all --shots 5,10,25 --methods "
+                        "fdftnet,baseline-head,baseline-full,linear-probe --seeds 5 --steps 60 --batch-size 32 "
+                        "--json bench/results/sweep_gan_native.json",
+}
+
+
 def sweep_tables(sweep: dict) -> list[str]:
     """A `fdftnet sweep` JSON: per metric, k down, methods across, mean ± sd over the seeds that finished (n);
     then each FDFtNet method minus the fully fine-tuned baseline, paired by seed (same shots, same test images)."""
@@ -448,10 +457,11 @@ def render(results: Path) -> Path:
             out += [_save(fig, results, f"fewshot_{metric}"), ""]
     for path in sorted(results.glob("sweep_*.json")):
         sw = json.loads(path.read_text())
+        command = SWEEP_COMMANDS.get(path.stem, "fdftnet sweep")
         c, name = sw["config"], path.stem.removeprefix("sweep_")
         n_test = sw["runs"][0]["n_test"] if sw["runs"] else 0
         out += [f"## Few-shot sweep on {name}: every method from `{c['init_from']}` (`{path.name}`)", "",
-                f"`fdftnet sweep` (`python -m bench.reproduce --only sweep`): for each seed, k real + k fake images "
+                f"`{command}`: for each seed, k real + k fake images "
                 f"are drawn from {c.get('train_split') or 'the finetune split'} (nested: the k = 5 images are among the "
                 f"k = 10 ones), every method is fine-tuned from the same starting model on exactly those images for "
                 f"{c['steps']} optimizer steps, and all are scored on the same {n_test:,} held-out images. A user with "
