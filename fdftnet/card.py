@@ -404,13 +404,13 @@ def _write_atomic(path: Path, text: str) -> None:
 def write_model_card(model_dir: str | Path, repo_id: str | None = None, location: str | None = None) -> Path:
     """Write README.md (and roc.svg when there are ROC points) into a checkpoint directory; returns README.md."""
     model_dir = Path(model_dir)
-    text = render_model_card(model_dir, repo_id, location)
     roc = render_roc(model_dir)
     if roc is not None:
         _write_atomic(model_dir / ROC_NAME, roc)  # before the card that links to it
     tested = [t for t in _read_json(model_dir / CALIBRATION_NAME).get("tested_on") or [] if t.get("reliability_after")]
-    if tested:
+    if tested:  # before the card too: it links the diagram only when the file is there
         _write_atomic(model_dir / RELIABILITY_NAME, render_reliability_svg(
             tested[0]["reliability_before"], tested[0]["reliability_after"], tested[0]["family"]))
+    text = render_model_card(model_dir, repo_id, location)
     _write_atomic(model_dir / "README.md", text)
     return model_dir / "README.md"

@@ -141,6 +141,7 @@ def test_the_card_shows_calibration_families_and_what_is_not_covered(calibrated_
     shutil.copytree(calibrated_model, d)
     root = str(synthetic_images)
     calibrate_checkpoint(str(d), [f"{root}:validation"], None, {"synthetic": f"{root}:test"})
+    assert "![Reliability diagram](reliability.svg)" in (d / "README.md").read_text()  # the first card has it too
     (d / "families.json").write_text(json.dumps({"families": [
         {"family": "synthetic fakes", "trained_on": "synthetic train", "tested_on": [{"data": "synthetic test",
                                                                                       "n": 128, "acc": 0.9,
