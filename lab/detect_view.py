@@ -45,8 +45,15 @@ def about(model_dir: str | None, kind: str, own: bool = False) -> str:
     best = next((r for r in results if r["dataset"]["split"] == "test"), results[-1] if results else None)
     counts = info.get("train_counts") or {}
     n = " + ".join(f"{v} {k}" for k, v in counts.items())
+    try:  # the families of fakes its whole training met (the card's table), not only its last stage's data
+        met = [f["family"] for f in json.loads((Path(model_dir) / "families.json").read_text())["families"]
+               if f.get("trained_on")]
+    except (OSError, ValueError, TypeError, KeyError):
+        met = []
     if own:
         trained = f"fine-tuned in this session on your upload ({n} images)" if n else "fine-tuned in this session"
+    elif met:
+        trained = "trained on " + " and ".join(f"**{f}**" for f in met) + " (its model card lists the data)"
     elif info.get("data"):
         trained = f"trained on **{Path(str(info['data'])).name}**" + (f" ({n} face crops)" if n else "")
     else:

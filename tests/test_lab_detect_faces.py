@@ -133,6 +133,12 @@ def test_about_this_model_comes_from_its_records(lab, tmp_path):  # noqa: F811
     (ck / "eval.json").write_text(json.dumps({"acc": 0.9, "auroc": 0.95, "data": "gan64", "split": "test"}))
     text = detect.model_info(str(ck))
     assert "trained on **gan64** (10 real + 10 fake face crops)" in text and "ACC 90.0%, AUROC 0.950" in text
+    (ck / "families.json").write_text(json.dumps({"families": [  # a model trained in stages: the families it met
+        {"family": "DFDC face swaps", "trained_on": "dfdc-full train", "tested_on": []},
+        {"family": "GAN faces", "trained_on": "gan finetune", "tested_on": []},
+        {"family": "self-blends", "trained_on": None, "tested_on": []}]}))
+    text = detect.model_info(str(ck))
+    assert "trained on **DFDC face swaps** and **GAN faces** (its model card lists the data)" in text
 
 
 # ----------------------------------------------------------------------------------------------
