@@ -39,7 +39,10 @@ def test_photo_with_two_faces_gets_boxes_and_rows(page, tmp_path):  # noqa: F811
     assert page.locator("#faces").get_by_text("colour scale", exact=False).count() == 1
     page.locator("#boxes img").wait_for()
     verdict = page.locator("#verdict").inner_text()
-    assert "2 faces" in verdict and verdict.count("threshold") == 2 and "confidence" not in verdict.lower()
+    assert "2 faces" in verdict and "confidence" not in verdict.lower()
+    # an uncalibrated model (the tests' tiny ones) names its threshold per face; a calibrated one (the shipped
+    # checkpoints, with $FDFTNET_SCREENSHOTS set) counts its fake / uncertain / real verdicts
+    assert verdict.count("threshold") == 2 or all(f" {v}" in verdict for v in ("fake,", "uncertain,", "real"))
     assert all(0 <= float(v) <= 1 for v in page.locator("#faces .p-fake").all_inner_texts())
     page.wait_for_timeout(500)  # the boxed photo finishes loading
     shot(page, tmp_path, "detect")

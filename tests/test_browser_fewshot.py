@@ -7,6 +7,7 @@ set (never committed) and the sweep uses the lab's real settings, for docs/scree
 compare.png.
 """
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def test_compare_methods_draws_curves_live_then_in_detect_and_compare(page, swee
     page.locator("#cm-status").get_by_text("runs: ", exact=False).wait_for(timeout=900_000)
     # a marker of a mean curve (the ±1 sd band, drawn first, has no area while each k has one run)
     page.locator("#cm-curves .js-plotly-plot .scatterlayer .points path").first.wait_for()
-    page.locator("#cm-status").get_by_text("Done", exact=False).wait_for(timeout=1_800_000)
+    # the final status ("Done: N runs"), not a live one ("3/18 runs done; ...": get_by_text ignores case)
+    page.locator("#cm-status").get_by_text(re.compile(r"Done: \d+ runs")).wait_for(timeout=1_800_000)
     page.locator("#cm-table").get_by_text("linear probe").wait_for()
     assert "Traceback" not in page.content()
     page.wait_for_timeout(1500)  # let plotly finish laying out

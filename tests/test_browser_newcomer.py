@@ -180,7 +180,7 @@ def test_a_newcomer_gets_through_the_lab(page, lab, tmp_path, monkeypatch):  # n
     epochs.fill("2")
     epochs.press("Enter")
     page.get_by_role("button", name="Fine-tune", exact=True).click()
-    page.locator("#ft-status").get_by_text("Done", exact=False).wait_for(timeout=15 * MINUTES)
+    page.locator("#ft-status").get_by_text(re.compile(r"Done:")).wait_for(timeout=15 * MINUTES)  # not "... done"
     live = [s for s in walk.statuses("ft-status") if "Done" not in s
             and ("finding the faces of your upload" in s or re.match(r"epoch \d+/2\b", s))]
     assert live, f"no live progress in the status: {walk.statuses('ft-status')}"
@@ -206,7 +206,7 @@ def test_a_newcomer_gets_through_the_lab(page, lab, tmp_path, monkeypatch):  # n
     seeds.press("Enter")
     page.locator("#cm-eta").get_by_text("at most 3 runs", exact=False).wait_for()  # 1 method x up to 3 k x 1 seed
     page.get_by_role("button", name="Compare methods", exact=True).click()
-    page.locator("#cm-status").get_by_text("Done", exact=False).wait_for(timeout=20 * MINUTES)
+    page.locator("#cm-status").get_by_text(re.compile(r"Done: \d+ runs")).wait_for(timeout=20 * MINUTES)
     ks = methods.auto_shots({"real": 20, "fake": 20})  # [2, 5, 10]
     named = f"k = {', '.join(map(str, ks))}"
     assert any(named in s for s in walk.statuses("cm-status")), f"{named!r} never in {walk.statuses('cm-status')}"
