@@ -146,8 +146,12 @@ def _cmd_predict(args) -> int:
     if not args.json:  # JSON Lines stay pure JSON: every object says its verdict itself
         named = args.model if args.model == source else f"{args.model} = {source}"
         how = "each image's centre square" if args.whole_image else "each face found (MTCNN)"
-        print(f"# model {named} ({model.model_type}, {model.backbone_name}), threshold {float(model.threshold):.4f}: "
-              f"P(fake) at or above it is fake; scores {how}\n{ROW_HEADER}", flush=True)
+        trust = getattr(model, "trust", None)
+        rule = (f"threshold {float(model.threshold):.4f}: P(fake) at or above it is fake" if trust is None else
+                f"calibrated P(fake): fake at or above {trust.band[1]:.2f}, real at or below {trust.band[0]:.2f}, "
+                f"uncertain between or when unlike the training data")
+        print(f"# model {named} ({model.model_type}, {model.backbone_name}), {rule}; scores {how}\n{ROW_HEADER}",
+              flush=True)
     status, faceless = 0, 0
     from .video import analyze_video, is_video, track_rows
     for path in images:

@@ -85,6 +85,12 @@ def test_calibrate_command_writes_the_files_and_predict_says_so(calibrated_model
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(noise)
     out = predict_file(model, str(noise))["faces"][0]
     assert out["verdict"] == "uncertain" and out["reason"] == "unlike the training data"
+    # the CLI's header states the calibrated rule (the band), not the raw threshold the scores are not on
+    assert main(["predict", "--model", str(calibrated_model), "--whole-image", str(noise)]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    lo, hi = model.trust.band
+    assert f"calibrated P(fake): fake at or above {hi:.2f}, real at or below {lo:.2f}" in head
+    assert "threshold" not in head
 
 
 def test_new_weights_drop_a_stale_calibration(calibrated_model, tmp_path):
