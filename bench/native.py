@@ -78,7 +78,7 @@ def paired_runs(args) -> None:
              ("dfdc-all", "mixed", "gan test (faces)"), ("mixed", "mixed-fdftnet", "dfdc test"),
              ("dfdc-all", "dfdc-fdftnet", "dfdc test"),
              ("dfdc-8k-flip", "dfdc-8k", "dfdc test"), ("dfdc-8k", "dfdc-16k", "dfdc test"),
-             ("dfdc-16k", "dfdc-all", "dfdc test")]
+             ("dfdc-16k", "dfdc-all", "dfdc test"), ("dfdc-8k", "dfdc-all", "dfdc test")]
     cache = {}
 
     def scores(name, label):
@@ -93,6 +93,9 @@ def paired_runs(args) -> None:
     for a, b, label in pairs:
         if not all(n == "old-default" or (Path(args.runs) / n / "model.safetensors").is_file() for n in (a, b)):
             continue
+        path = OUT / f"paired_{a}_vs_{b}_{label.split()[0]}.json"
+        if path.is_file() and not args.again:  # done before: --again to redo
+            continue
         ya, pa, sa, ta = scores(a, label)
         yb, pb, sb, tb = scores(b, label)
         if sa != sb or not np.array_equal(ya, yb):  # the same crops, in the same order: matched by file name
@@ -102,7 +105,7 @@ def paired_runs(args) -> None:
             assert np.array_equal(ya, yb)
         r = paired(ya, pa, ta, pb, tb, samples=2000)
         out = {"a": a, "b": b, "set": label, **r}
-        (OUT / f"paired_{a}_vs_{b}_{label.split()[0]}.json").write_text(json.dumps(out, indent=1) + "\n")
+        path.write_text(json.dumps(out, indent=1) + "\n")
         print(f"{b} - {a} on {label}: ACC {r['acc']['diff']:+.4f} {r['acc']['ci95']}, AUROC {r['auroc']['diff']:+.4f} "
               f"{r['auroc']['ci95']}", flush=True)
 
@@ -216,7 +219,7 @@ def main(argv=None) -> None:
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="dfdc64 for today's default")
     ap.add_argument("--only-runs", nargs="+", choices=list(RUNS))
     ap.add_argument("--limit", type=int, help="at most N images per class (smoke runs)")
-    ap.add_argument("--again", action="store_true", help="re-score sets already in the JSON")
+    ap.add_argument("--again", action="store_true", help="re-score sets already in the JSON, redo pairs already made")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--skip-paired", action="store_true")
     ap.add_argument("--export", metavar="RUN", choices=sorted(MET_GAN - {"mixed"}),
