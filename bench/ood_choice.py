@@ -20,14 +20,9 @@ import numpy as np
 import torch
 
 from fdftnet import load_model
-from fdftnet.data import ImageSet, load_image_folder, sample_shots
+from fdftnet.data import sample_shots
 from fdftnet.models import crop_size_of
-from fdftnet.trust import MAX_BANK, OODScorer, embed, fit_trust, reference_features
-
-
-def _load(entries: list[str], size: int, limit: int | None) -> ImageSet:
-    sets = [load_image_folder(e.rsplit(":", 1)[0], e.rsplit(":", 1)[1], limit=limit, size=size) for e in entries]
-    return sets[0] if len(sets) == 1 else ImageSet.concat(sets)
+from fdftnet.trust import MAX_BANK, OODScorer, embed, fit_trust, load_sets, reference_features
 
 
 def main(argv=None) -> dict:
@@ -42,8 +37,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     model = load_model(args.model)
     size = crop_size_of(model)
-    val, own, held = (_load(e, size, args.limit) for e in (args.val, [args.own], [args.held_out]))
-    bank = _load(args.bank, size, args.limit)
+    val, own, held = (load_sets(e, size, args.limit) for e in (args.val, [args.own], [args.held_out]))
+    bank = load_sets(args.bank, size, args.limit)
     per = min(MAX_BANK // 2, *bank.counts().values())
     bank = bank.subset(sample_shots(bank.labels, per, seed=0))
     feats = {}

@@ -337,6 +337,13 @@ def _split_arg(entry: str) -> tuple[str, str]:
     return root, split
 
 
+def load_sets(entries: list[str], size: int, limit: int | None = None):
+    """"ROOT:SPLIT" image folders read at `size` px (at most `limit` images a class each), joined into one ImageSet."""
+    from .data import ImageSet, load_image_folder
+    sets = [load_image_folder(r, s, limit=limit, size=size) for r, s in map(_split_arg, entries)]
+    return sets[0] if len(sets) == 1 else ImageSet.concat(sets)
+
+
 def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None = None,
                          tests: dict[str, str] | None = None, ood_method: str = "knn", target: float = 0.9,
                          limit: int | None = None, ood_encoder: str = "model", method: str = "auto") -> dict:
@@ -347,15 +354,11 @@ def calibrate_checkpoint(model_dir: str, val: list[str], bank: list[str] | None 
     Returns {"fitted_on", "band", "tests": {family: metrics}}.
     """
     from .checkpoint import load_model
-    from .data import ImageSet, load_image_folder
     from .metrics import compute_metrics
     from .models import crop_size_of
     model = load_model(model_dir)
     size = crop_size_of(model)
-
-    def load(entries):
-        sets = [load_image_folder(r, s, limit=limit, size=size) for r, s in map(_split_arg, entries)]
-        return sets[0] if len(sets) == 1 else ImageSet.concat(sets)
+    load = lambda entries: load_sets(entries, size, limit)  # noqa: E731
 
     val_set = load(val)
     trust = fit_trust(model, val_set, load(bank) if bank else None, ood_method=ood_method, target=target,
