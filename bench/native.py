@@ -12,6 +12,7 @@ data curve, the families table, the augmentation trial and every command.
 Results: bench/results/native/<run>.json ({set: metrics}) and paired_*.json; REPORT.md includes section.md.
 """
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -37,13 +38,19 @@ CHECKPOINTS = ROOT / "checkpoints"
 OLD_DEFAULT = CHECKPOINTS / "fdftnet-efficientnet_lite0-dfdc64"
 
 
+@functools.cache
+def _model(model_dir: Path):
+    """A run's model, loaded once however many sets it scores."""
+    from fdftnet import load_model
+    return load_model(model_dir)
+
+
 def _scores(model_dir, root: Path, split: str, limit=None):
     """(labels, P(fake) at the model's threshold, file stems, threshold) of a split at the model's crop size."""
-    from fdftnet import load_model
     from fdftnet.data import load_image_folder
     from fdftnet.inference import predict_imageset
     from fdftnet.models import crop_size_of
-    model = load_model(model_dir)
+    model = _model(Path(model_dir))
     data = load_image_folder(root, split, limit=limit, size=crop_size_of(model))
     stems = [f"{Path(p).parent.name}/{Path(p).stem}" for p in data.paths]
     return data.labels.numpy(), predict_imageset(model, data), stems, float(model.threshold)
